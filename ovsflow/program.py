@@ -1,0 +1,61 @@
+"""What the compiler hands to the edges: per host, the bridges, their ports and their flows.
+
+These are plain values. `render` turns them into an ovs-vsctl + ovs-ofctl script, the live app into
+OVSDB transactions and OpenFlow messages, the lab into private OVS instances, the evaluator into
+tables to push frames through. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .flow import Flow, GroupEntry
+
+# Every flow ovsflow installs carries a cookie whose upper 32 bits are "ovsf" in ASCII, so ovsflow
+# can tell its own flows from anyone else's (`cookie=0x6f76736600000000/0xffffffff00000000`).
+COOKIE_BASE = 0x6F767366_00000000
+COOKIE_MASK = 0xFFFFFFFF_00000000
+COOKIE_STATIC = COOKIE_BASE | 0x0  # the compiled program
+COOKIE_LEARNED = COOKIE_BASE | 0x1  # flows that learn() adds in the switch
+
+
+@dataclass(frozen=True)
+class PortConfig:
+    """One OVSDB port/interface on a bridge, with the OpenFlow port number ovsflow requests."""
+
+    name: str
+    ofport: int
+    type: str = ""  # "" (system/veth/internal handled by the lab), "patch", "vxlan", "gre", "geneve"
+    options: tuple[tuple[str, str], ...] = ()  # sorted (key, value) pairs for Interface options
+    comment: str = ""  # e.g. "VM vm1 (blue)" or "tunnel to hv2 192.0.2.12"
+
+
+@dataclass(frozen=True)
+class BridgeProgram:
+    name: str
+    role: str  # "int" or "tun": which pipeline in pipelines/ it runs
+    datapath_type: str
+    datapath_id: int
+    ports: tuple[PortConfig, ...]
+    flows: tuple[Flow, ...]  # sorted by Flow.sort_key()
+    groups: tuple[GroupEntry, ...] = ()
+
+    def port(self, name: str) -> PortConfig:
+        for p in self.ports:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class HostProgram:
+    host: str
+    vtep: str
+    bridges: tuple[BridgeProgram, ...]  # br-int first, then br-tun
+    local_vlans: dict[str, int] = field(default_factory=dict)  # network name -> local VLAN id
+
+    def bridge(self, role: str) -> BridgeProgram:
+        for b in self.bridges:
+            if b.role == role:
+                return b
+        raise KeyError(role)
