@@ -1,0 +1,1 @@
+"""The lab: a topology brought to life on one machine (namespaces, private OVS, veths, VMs)."""
