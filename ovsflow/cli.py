@@ -1,0 +1,116 @@
+"""The `ovsflow` command. Every user error is one line on stderr and exit 2, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .model import Topology, TopologyError, load_topology
+
+EXIT_INVALID = 2
+
+
+def _load(path: str) -> Topology:
+    try:
+        return load_topology(path)
+    except TopologyError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(EXIT_INVALID)
+
+
+def _fail(message: str, code: int = EXIT_INVALID) -> None:
+    click.echo(f"ovsflow: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ovsflow")
+def main() -> None:
+    """Compute and program the OpenFlow pipeline of Open vSwitch VTEPs from a topology file."""
+
+
+@main.command()
+@click.argument("topology", type=click.Path(dir_okay=False))
+def validate(topology: str) -> None:
+    """Check TOPOLOGY (YAML or JSON) against the schema and the semantic rules."""
+    topo = _load(topology)
+    click.echo(f"{topology}: ok ({len(topo.hosts)} hosts, {len(topo.networks)} networks, {len(topo.ports)} ports)")
+
+
+@main.command()
+@click.argument("topology", type=click.Path(dir_okay=False))
+@click.option("--host", "host", metavar="NAME", help="The host (hypervisor) to render.")
+@click.option("--all-hosts", is_flag=True, help="Render every host (needs --output-dir).")
+@click.option("--output-dir", type=click.Path(file_okay=False), help="Write one file per host here.")
+@click.option("--dry-run", is_flag=True, help="Print the script instead of applying it to the local OVS.")
+@click.option("--format", "fmt", type=click.Choice(["script", "flows"]), default="script", show_default=True,
+              help="script: the complete idempotent sh script; flows: the bare ovs-ofctl flow file.")
+@click.option("--bridge", type=click.Choice(["int", "tun", "both"]), default="both", show_default=True,
+              help="With --format flows: which bridge's flows.")
+@click.option("--datapath-type", type=click.Choice(["system", "netdev"]), default=None,
+              help="Override the hosts' datapath_type (netdev = userspace datapath).")
+def render(topology: str, host: str | None, all_hosts: bool, output_dir: str | None, dry_run: bool, fmt: str,
+           bridge: str, datapath_type: str | None) -> None:
+    """Render the OpenFlow program of a host as a script (or flow file), or apply it."""
+    from .graph import TopologyGraph
+    from .render import render_flows, render_script
+
+    if bool(host) == all_hosts:
+        _fail("give exactly one of --host NAME or --all-hosts")
+    if all_hosts and not output_dir:
+        _fail("--all-hosts writes one file per host: give --output-dir DIR")
+    if not dry_run and (all_hosts or fmt != "script" or output_dir):
+        _fail("applying (no --dry-run) takes one --host and the script format")
+    topo = _load(topology)
+    if host and host not in topo.hosts:
+        _fail(f"{topology}: hosts.{host}: no such host (known: {', '.join(sorted(topo.hosts)) or 'none'})")
+    roles = ("int", "tun") if bridge == "both" else (bridge,)
+    graph = TopologyGraph(topo)
+
+    def one(name: str) -> str:
+        if fmt == "flows":
+            return render_flows(topo, name, roles, graph)
+        return render_script(topo, name, datapath_type, graph)
+
+    if output_dir:
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in sorted(topo.hosts) if all_hosts else [host]:  # type: ignore[list-item]
+            suffix = ".sh" if fmt == "script" else ".flows"
+            target = out / f"{name}{suffix}"
+            target.write_text(one(name))
+            if fmt == "script":
+                target.chmod(0o755)
+        click.echo(f"wrote {len(topo.hosts) if all_hosts else 1} file(s) to {out}")
+        return
+    text = one(host)  # type: ignore[arg-type]
+    if dry_run:
+        click.echo(text, nl=False)
+        return
+    # Apply: the very same script, run by sh against the local OVS (OVS_RUNDIR is honoured).
+    proc = subprocess.run(["sh", "-s"], input=text, text=True, env=os.environ.copy())
+    if proc.returncode != 0:
+        _fail(f"applying the program of host {host} failed (exit {proc.returncode}); see the messages above", 1)
+
+
+def _register_optional() -> None:
+    """The lab lives in its own subpackage; register it when present."""
+    import importlib.util
+
+    if importlib.util.find_spec("ovsflow.lab.cli") is not None:
+        from .lab.cli import lab
+
+        main.add_command(lab)
+
+
+_register_optional()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,219 @@
+"""The compiler: topology -> the complete OpenFlow program of every bridge of a host.
+
+Pure and deterministic: no I/O, no Ryu, no clocks; the same topology gives the same flows in the same
+order. One function per table concern (as Neutron's br_tun.py does), each returning flows; every flow
+is checked against the declared pipeline (pipelines/*.yaml) before it is accepted.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from . import flow as F
+from .flow import Flow
+from .graph import PATCH_OFPORT, TopologyGraph, Tunnel
+from .model import Network, Topology
+from .pipeline import Pipeline, load_pipeline
+from .program import COOKIE_LEARNED, COOKIE_STATIC, BridgeProgram, HostProgram, PortConfig
+
+TUNNEL_TABLE = {"gre": 3, "vxlan": 4, "geneve": 6}
+MULTICAST = (0x010000000000, 0x010000000000)  # dl_dst=01:00:00:00:00:00/01:00:00:00:00:00
+UNICAST = (0x000000000000, 0x010000000000)
+NO_VLAN = (0x0000, 0x1FFF)  # vlan_tci=0x0000/0x1fff: no VLAN header
+
+# Priorities in br-tun table 20: pre-populated (l2pop) entries win over learned ones.
+PRIO_L2POP = 2
+PRIO_LEARNED = 1
+
+
+def mac_int(mac: str) -> int:
+    return int(mac.replace(":", ""), 16)
+
+
+def vid(vlan: int) -> int:
+    return F.OFPVID_PRESENT | vlan
+
+
+class HostCompiler:
+    """Compiles one host. Holds the per-host facts (VLANs, ofports, tunnels) the table functions share."""
+
+    def __init__(self, graph: TopologyGraph, host: str):
+        self.graph = graph
+        self.topo = graph.topo
+        self.host = self.topo.hosts[host]
+        self.vlans = graph.local_vlans(host)
+        self.vm_ofports = graph.vm_ofports(host)
+        self.tunnels = graph.tunnels(host)
+        self.tunnel_by_key = {(t.remote, t.type): t for t in self.tunnels}
+        self.networks = graph.networks_on(host)  # sorted by VNI
+        self.ports = graph.ports_on(host)
+
+    # -- shared facts ------------------------------------------------------------------------------
+    def remote_tunnels(self, net: Network) -> list[Tunnel]:
+        """The head-end replication list of a network, as tunnel ports (sorted by ofport)."""
+        return sorted(
+            (self.tunnel_by_key[(h, net.tunnel)] for h in self.graph.remote_hosts(self.host.name, net.name)),
+            key=lambda t: t.ofport,
+        )
+
+    def has_remotes(self, net: Network) -> bool:
+        return bool(self.graph.remote_hosts(self.host.name, net.name))
+
+    # -- br-tun ------------------------------------------------------------------------------------
+    def tun_classify(self) -> Iterable[Flow]:
+        yield Flow.make(0, 1, {"in_port": PATCH_OFPORT}, [F.GotoTable(2)])
+        for t in self.tunnels:
+            yield Flow.make(0, 1, {"in_port": t.ofport}, [F.GotoTable(TUNNEL_TABLE[t.type])])
+
+    def tun_from_int(self) -> Iterable[Flow]:
+        yield Flow.make(2, 1, {"dl_dst": UNICAST}, [F.GotoTable(20)])
+        yield Flow.make(2, 1, {"dl_dst": MULTICAST}, [F.GotoTable(22)])
+
+    def tun_key_to_vlan(self) -> Iterable[Flow]:
+        """Only networks this host shares with some other VTEP accept tunnel traffic; unknown keys drop."""
+        for net in self.networks:
+            if self.has_remotes(net):
+                yield Flow.make(
+                    TUNNEL_TABLE[net.tunnel], 1, {"tun_id": net.vni},
+                    [F.PushVlan(), F.SetField("vlan_vid", vid(self.vlans[net.name])), F.GotoTable(10)],
+                )
+
+    def tun_learn(self) -> Iterable[Flow]:
+        """Seed 003's learn(): remember where a remote MAC lives, per VLAN; learned flows strip the VLAN,
+        set the tunnel key the frame came with and output to the tunnel port it came from."""
+        groups: dict[tuple[int, int], list[Network]] = {}
+        for net in self.networks:
+            if self.has_remotes(net):
+                groups.setdefault((net.hard_timeout, net.idle_timeout), []).append(net)
+        if not groups:
+            return
+        # The most common timeout pair is the catch-all; networks that differ get their own flow.
+        default = max(groups, key=lambda k: (len(groups[k]), k))
+        for timeouts, nets in sorted(groups.items()):
+            learn = F.Learn(
+                table=20, priority=PRIO_LEARNED, cookie=COOKIE_LEARNED,
+                hard_timeout=timeouts[0], idle_timeout=timeouts[1],
+                specs=(
+                    F.LearnSpec("match", "vlan_tci", None, 12),
+                    F.LearnSpec("match", "dl_dst", "dl_src"),
+                    F.LearnSpec("load", "vlan_tci", 0),
+                    F.LearnSpec("load", "tun_id", "tun_id"),
+                    F.LearnSpec("output", None, "in_port"),
+                ),
+            )
+            actions = [learn, F.Output(PATCH_OFPORT)]
+            if timeouts == default:
+                yield Flow.make(10, 1, {}, actions)
+            else:
+                for net in nets:
+                    yield Flow.make(10, 2, {"dl_vlan": self.vlans[net.name]}, actions)
+
+    def tun_unicast(self) -> Iterable[Flow]:
+        """l2pop: every remote port of an l2pop network pre-installed, above anything learned."""
+        for net in self.networks:
+            if net.mode != "l2pop":
+                continue
+            for port in self.graph.ports_of(net.name):
+                if port.host == self.host.name:
+                    continue
+                tunnel = self.tunnel_by_key[(port.host, net.tunnel)]
+                yield Flow.make(
+                    20, PRIO_L2POP, {"dl_vlan": self.vlans[net.name], "dl_dst": mac_int(port.mac)},
+                    [F.PopVlan(), F.SetField("tun_id", net.vni), F.Output(tunnel.ofport)],
+                )
+
+    def tun_flood(self) -> Iterable[Flow]:
+        """Head-end replication (seed 004): one copy per VTEP hosting the network, none elsewhere."""
+        for net in self.networks:
+            tunnels = self.remote_tunnels(net)
+            if tunnels:
+                yield Flow.make(
+                    22, 1, {"dl_vlan": self.vlans[net.name]},
+                    [F.PopVlan(), F.SetField("tun_id", net.vni), *(F.Output(t.ofport) for t in tunnels)],
+                )
+
+    # -- br-int ------------------------------------------------------------------------------------
+    def int_classify(self) -> Iterable[Flow]:
+        for port in self.ports:
+            yield Flow.make(
+                0, 1, {"in_port": self.vm_ofports[port.name], "dl_src": mac_int(port.mac), "vlan_tci": NO_VLAN},
+                [F.PushVlan(), F.SetField("vlan_vid", vid(self.vlans[port.network])), F.GotoTable(10)],
+            )
+        for net in self.networks:
+            if self.has_remotes(net):
+                yield Flow.make(0, 1, {"in_port": PATCH_OFPORT, "dl_vlan": self.vlans[net.name]}, [F.GotoTable(20)])
+
+    def int_from_vm(self) -> Iterable[Flow]:
+        for net in self.networks:
+            vlan = self.vlans[net.name]
+            remotes = self.has_remotes(net)
+            to_tun = [F.Output(PATCH_OFPORT)] if remotes else []
+            yield Flow.make(10, 2, {"dl_vlan": vlan, "dl_dst": MULTICAST}, [*to_tun, F.GotoTable(20)])
+            if remotes:
+                yield Flow.make(10, 1, {"dl_vlan": vlan}, to_tun)
+        for port in self.ports:
+            yield Flow.make(10, 3, {"dl_vlan": self.vlans[port.network], "dl_dst": mac_int(port.mac)}, [F.GotoTable(20)])
+
+    def int_to_vm(self) -> Iterable[Flow]:
+        by_net: dict[str, list[int]] = {}
+        for port in self.ports:
+            ofport = self.vm_ofports[port.name]
+            by_net.setdefault(port.network, []).append(ofport)
+            yield Flow.make(
+                20, 2, {"dl_vlan": self.vlans[port.network], "dl_dst": mac_int(port.mac)},
+                [F.PopVlan(), F.Output(ofport)],
+            )
+        for net in self.networks:
+            ofports = sorted(by_net.get(net.name, []))
+            yield Flow.make(20, 1, {"dl_vlan": self.vlans[net.name], "dl_dst": MULTICAST}, [F.PopVlan(), *(F.Output(p) for p in ofports)])
+
+    # -- assembly ----------------------------------------------------------------------------------
+    def bridge_tun(self) -> BridgeProgram:
+        flows = [*self.tun_classify(), *self.tun_from_int(), *self.tun_key_to_vlan(), *self.tun_learn(),
+                 *self.tun_unicast(), *self.tun_flood()]
+        ports = [PortConfig("patch-int", PATCH_OFPORT, "patch", (("peer", "patch-tun"),), f"patch to {self.host.bridge_int}")]
+        for t in self.tunnels:
+            opts = (("key", "flow"), ("local_ip", self.host.vtep), ("remote_ip", t.remote_ip))
+            ports.append(PortConfig(t.name, t.ofport, t.type, opts, f"{t.type} tunnel to {t.remote} {t.remote_ip}"))
+        return self._bridge(self.host.bridge_tun, "tun", self.graph.datapath_ids(self.host.name)[1], ports, flows)
+
+    def bridge_int(self) -> BridgeProgram:
+        flows = [*self.int_classify(), *self.int_from_vm(), *self.int_to_vm()]
+        ports = [PortConfig("patch-tun", PATCH_OFPORT, "patch", (("peer", "patch-int"),), f"patch to {self.host.bridge_tun}")]
+        for port in self.ports:
+            ports.append(PortConfig(port.iface, self.vm_ofports[port.name], "", (), f"VM port {port.name} ({port.network}, {port.mac})"))
+        ports.sort(key=lambda p: p.ofport)
+        return self._bridge(self.host.bridge_int, "int", self.graph.datapath_ids(self.host.name)[0], ports, flows)
+
+    def _bridge(self, name: str, role: str, dpid: int, ports: list[PortConfig], flows: list[Flow]) -> BridgeProgram:
+        pipeline: Pipeline = load_pipeline(role)
+        program = [Flow(f.table, f.priority, f.match, f.actions, COOKIE_STATIC, f.hard_timeout, f.idle_timeout) for f in flows]
+        program += pipeline.miss_flows(COOKIE_STATIC)
+        for f in program:
+            pipeline.check(f)
+        keys = [(f.table, f.priority, f.match) for f in program]
+        if len(set(keys)) != len(keys):
+            dups = sorted({str(k) for k in keys if keys.count(k) > 1})
+            raise AssertionError(f"compiler emitted two flows with the same match and priority: {dups[:3]}")
+        program.sort(key=Flow.sort_key)
+        return BridgeProgram(name, role, self.host.datapath_type, dpid, tuple(ports), tuple(program))
+
+    def compile(self, datapath_type: str | None = None) -> HostProgram:
+        bridges = (self.bridge_int(), self.bridge_tun())
+        if datapath_type:
+            bridges = tuple(
+                BridgeProgram(b.name, b.role, datapath_type, b.datapath_id, b.ports, b.flows, b.groups) for b in bridges
+            )
+        return HostProgram(self.host.name, self.host.vtep, bridges, dict(self.vlans))
+
+
+def compile_host(topo: Topology, host: str, datapath_type: str | None = None, graph: TopologyGraph | None = None) -> HostProgram:
+    """The program of one host. Pass a prebuilt `graph` when compiling many hosts of one topology."""
+    if host not in topo.hosts:
+        raise KeyError(host)
+    return HostCompiler(graph or TopologyGraph(topo), host).compile(datapath_type)
+
+
+def compile_all(topo: Topology, datapath_type: str | None = None) -> dict[str, HostProgram]:
+    graph = TopologyGraph(topo)
+    return {h: compile_host(topo, h, datapath_type, graph) for h in sorted(topo.hosts)}

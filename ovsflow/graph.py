@@ -1,0 +1,155 @@
+"""The topology as a graph, and the facts the compiler derives from it.
+
+A networkx graph with host, network and port nodes answers the overlay's questions in one place:
+which networks live on a host, which remote VTEPs host them (the head-end replication list of seed
+004), which tunnels a host needs. Identifiers the switch sees (local VLANs, OpenFlow port numbers,
+datapath ids) are allocated here, deterministically and stably: each has a preferred value derived
+from a stable key (VNI, port name, remote VTEP), so adding or removing an item does not renumber the
+others; only a collision moves the later item (in key order) to the next free value.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import zlib
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Hashable, Iterable
+
+import networkx as nx
+
+from .model import Network, Port, Topology
+
+TUNNEL_TYPES = ("gre", "vxlan", "geneve")
+
+# OpenFlow port number plan (ofport_request). 1 is the patch port on both bridges.
+PATCH_OFPORT = 1
+VM_OFPORTS = range(2, 32768)  # br-int
+TUNNEL_OFPORTS = range(32768, 65280)  # br-tun; 0xff00 and up are reserved by OpenFlow
+
+
+def allocate(items: Iterable[tuple[Hashable, int]], space: range, pinned: dict[Hashable, int] | None = None) -> dict[Hashable, int]:
+    """Give each key a value from `space`: its pinned value, else its preferred one, else the next free.
+
+    `items` are (key, preferred) pairs; they are processed in sorted key order, so the result is a pure
+    function of the set of keys. A key's value changes only when a collision involves it.
+    """
+    pinned = dict(pinned or {})
+    taken = set(pinned.values())
+    result: dict[Hashable, int] = dict(pinned)
+    size, start = len(space), space.start
+    for key, preferred in sorted(items, key=lambda kv: str(kv[0])):
+        if key in result:
+            continue
+        slot = (preferred - start) % size
+        for _ in range(size):
+            value = start + slot
+            if value not in taken:
+                break
+            slot = (slot + 1) % size
+        else:
+            raise ValueError(f"no free value in {space} for {key!r}")
+        taken.add(value)
+        result[key] = value
+    return result
+
+
+def stable_hash(text: str) -> int:
+    return zlib.crc32(text.encode())
+
+
+def vtep_hex(ip: str) -> str:
+    return f"{int(ipaddress.IPv4Address(ip)):08x}"
+
+
+def tunnel_port_name(tunnel: str, remote_ip: str) -> str:
+    """Neutron's convention (`vxlan-c000020c`): type + remote IP in hex, always <= 15 characters."""
+    return f"{tunnel}-{vtep_hex(remote_ip)}"
+
+
+@dataclass(frozen=True)
+class Tunnel:
+    """One tunnel port on a host's br-tun: to `remote` over `type`."""
+
+    name: str
+    type: str
+    remote: str  # remote host name
+    remote_ip: str
+    ofport: int
+
+
+class TopologyGraph:
+    """Hosts, networks and ports as a networkx graph; per-host queries the compiler needs."""
+
+    def __init__(self, topo: Topology):
+        self.topo = topo
+        g = nx.Graph()
+        g.add_nodes_from((("host", h), {"obj": o}) for h, o in topo.hosts.items())
+        g.add_nodes_from((("net", n), {"obj": o}) for n, o in topo.networks.items())
+        for p in topo.ports.values():
+            g.add_node(("port", p.name), obj=p)
+            g.add_edge(("port", p.name), ("host", p.host))
+            g.add_edge(("port", p.name), ("net", p.network))
+        self.g = g
+        # The host <-> network projection: an edge when a host has at least one port on a network.
+        hn = nx.Graph()
+        hn.add_nodes_from(("host", h) for h in topo.hosts)
+        hn.add_nodes_from(("net", n) for n in topo.networks)
+        hn.add_edges_from((("host", p.host), ("net", p.network)) for p in topo.ports.values())
+        self.hn = hn
+
+    # -- basic relations ----------------------------------------------------------------------
+    def ports_on(self, host: str) -> list[Port]:
+        return sorted((self.g.nodes[n]["obj"] for n in self.g[("host", host)]), key=lambda p: p.name)
+
+    def networks_on(self, host: str) -> list[Network]:
+        return sorted((self.topo.networks[n[1]] for n in self.hn[("host", host)]), key=lambda n: n.vni)
+
+    def hosts_of(self, network: str) -> list[str]:
+        return sorted(h for _, h in self.hn[("net", network)])
+
+    def ports_of(self, network: str) -> list[Port]:
+        return sorted((self.g.nodes[n]["obj"] for n in self.g[("net", network)]), key=lambda p: p.name)
+
+    def remote_hosts(self, host: str, network: str) -> list[str]:
+        """Seed 004's head-end replication list: the other VTEPs that host this network."""
+        return [h for h in self.hosts_of(network) if h != host]
+
+    def peers(self, host: str) -> dict[tuple[str, str], list[str]]:
+        """(remote host, tunnel type) -> the networks shared over that tunnel."""
+        out: dict[tuple[str, str], list[str]] = {}
+        for net in self.networks_on(host):
+            for remote in self.remote_hosts(host, net.name):
+                out.setdefault((remote, net.tunnel), []).append(net.name)
+        return out
+
+    # -- allocations --------------------------------------------------------------------------
+    def local_vlans(self, host: str) -> dict[str, int]:
+        """Local VLAN per network on this host: pinned `vlan`, else preferred ((VNI-1) mod 4094)+1."""
+        nets = self.networks_on(host)
+        pinned = {n.name: n.vlan for n in nets if n.vlan is not None}
+        return allocate(((n.name, n.vni) for n in nets), range(1, 4095), pinned)  # type: ignore[return-value]
+
+    def vm_ofports(self, host: str) -> dict[str, int]:
+        ports = self.ports_on(host)
+        pinned = {p.name: p.ofport for p in ports if p.ofport is not None}
+        return allocate(((p.name, stable_hash(p.name)) for p in ports), VM_OFPORTS, pinned)  # type: ignore[return-value]
+
+    def tunnels(self, host: str) -> list[Tunnel]:
+        keys = sorted(self.peers(host))
+        names = {k: tunnel_port_name(k[1], self.topo.hosts[k[0]].vtep) for k in keys}
+        ofports = allocate(((k, stable_hash(names[k])) for k in keys), TUNNEL_OFPORTS)
+        return sorted(
+            (Tunnel(names[k], k[1], k[0], self.topo.hosts[k[0]].vtep, ofports[k]) for k in keys),
+            key=lambda t: t.ofport,
+        )
+
+    def datapath_ids(self, host: str) -> tuple[int, int]:
+        """(br-int, br-tun) dpids: given in the topology, else 0x1/0x2 << 32 | VTEP IPv4 (unique)."""
+        h = self.topo.hosts[host]
+        ip = int(ipaddress.IPv4Address(h.vtep))
+        return (h.dpid_int or (0x1 << 32 | ip), h.dpid_tun or (0x2 << 32 | ip))
+
+    @cached_property
+    def summary(self) -> dict[str, int]:
+        return {"hosts": len(self.topo.hosts), "networks": len(self.topo.networks), "ports": len(self.topo.ports)}

@@ -1,0 +1,424 @@
+"""The validated topology model: file -> JSON Schema -> semantic checks -> frozen dataclasses.
+
+Every problem becomes one `Problem(file, path, message, value)` line, never a traceback, so an operator
+sees exactly which field of which file is wrong. All problems are reported at once, not the first only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+import jsonschema
+import yaml
+
+MAX_LOCAL_VLANS = 4094
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    path: str  # dotted path to the field, e.g. "ports.vm1.mac" ("" for the document itself)
+    message: str
+    value: Any = None
+    has_value: bool = True
+
+    def __str__(self) -> str:
+        where = self.path or "(top)"
+        text = f"{self.file}: {where}: {self.message}"
+        if self.has_value:
+            text += f" ({_short(self.value)})"
+        return text
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, sort_keys=True, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class TopologyError(Exception):
+    """Raised with every problem found; str() is one line per problem."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    vtep: str
+    datapath_type: str = "system"
+    bridge_int: str = "br-int"
+    bridge_tun: str = "br-tun"
+    dpid_int: int | None = None
+    dpid_tun: int | None = None
+    ovsdb: str | None = None
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    vni: int
+    tunnel: str = "vxlan"
+    mode: str = "learn"
+    subnet: str | None = None
+    gateway: str | None = None
+    vlan: int | None = None
+    hard_timeout: int = 300
+    idle_timeout: int = 0
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str
+    host: str
+    network: str
+    mac: str  # lower case, colon separated
+    ip: str | None = None
+    iface: str = ""
+    ofport: int | None = None
+
+
+@dataclass(frozen=True)
+class Topology:
+    source: str
+    hosts: dict[str, Host]
+    networks: dict[str, Network]
+    ports: dict[str, Port]
+    controller: str | None = None
+    inactivity_probe_ms: int | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading files
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 scalars: `12:00:00:00:01:01` stays a string (YAML 1.1 would read a
+    base-60 integer), `no`/`on` stay strings, and duplicate keys are an error, not silently dropped."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool")]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+    text = loader.construct_scalar(node)  # type: ignore[arg-type]
+    return int(text, 0) if text.lower().startswith(("0x", "0o")) else int(text)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _json_pairs(pairs: list[tuple[str, Any]]) -> dict:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+def read_document(path: str | Path) -> Any:
+    """Parse a YAML or JSON file; any failure is a TopologyError naming the file and position."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TopologyError([Problem(name, "", f"cannot read file: {exc.__class__.__name__}: {exc}", has_value=False)])
+    if name.endswith(".json"):
+        try:
+            return json.loads(text, object_pairs_hook=_json_pairs)
+        except ValueError as exc:
+            raise TopologyError([Problem(name, "", f"invalid JSON: {exc}", has_value=False)])
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        what = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context", None)
+        msg = f"invalid YAML at {where}: {what}" if where else f"invalid YAML: {what}"
+        if context and context not in msg:
+            msg += f" ({context})"
+        raise TopologyError([Problem(name, "", msg, has_value=False)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict:
+    return json.loads(resources.files("ovsflow").joinpath("schema/topology.schema.json").read_text())
+
+
+@lru_cache(maxsize=1)
+def _validator() -> jsonschema.protocols.Validator:
+    cls = jsonschema.Draft202012Validator
+    cls.check_schema(schema())
+    return cls(schema(), format_checker=cls.FORMAT_CHECKER)
+
+
+def _dotted(parts: Iterable[Any]) -> str:
+    return ".".join(str(p) for p in parts)
+
+
+def schema_problems(data: Any, source: str) -> list[Problem]:
+    problems: list[Problem] = []
+    for err in _validator().iter_errors(data):
+        path = list(err.absolute_path)
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            allowed = set(err.schema.get("properties", {}))
+            for key in sorted(k for k in err.instance if k not in allowed):
+                known = ", ".join(sorted(allowed)) or "none"
+                problems.append(Problem(source, _dotted(path + [key]), f"unknown key (allowed: {known})", err.instance[key]))
+            continue
+        if err.validator == "propertyNames":
+            problems.append(Problem(source, _dotted(path), "invalid name: letters, digits, '_', '.', '-' (max 63), starting with a letter or digit", err.instance))
+            continue
+        if err.validator == "required":
+            missing = re.findall(r"'([^']+)' is a required property", err.message)
+            for key in missing:
+                problems.append(Problem(source, _dotted(path + [key]), "required key is missing", has_value=False))
+            continue
+        problems.append(Problem(source, _dotted(path), _schema_message(err), err.instance))
+    problems.sort(key=lambda p: (p.path, p.message))
+    return problems
+
+
+def _schema_message(err: jsonschema.ValidationError) -> str:
+    v, s = err.validator, err.validator_value
+    if v == "type":
+        return f"must be of type {s if isinstance(s, str) else ' or '.join(s)}"
+    if v == "minimum":
+        return f"must be >= {s}"
+    if v == "maximum":
+        return f"must be <= {s}"
+    if v == "enum":
+        return "must be one of " + ", ".join(json.dumps(x) for x in s)
+    if v == "pattern":
+        hint = err.schema.get("description") or f"pattern {s}"
+        return f"not {hint}" if "description" in err.schema else f"does not match {s}"
+    if v == "format":
+        return f"not a valid {s} address" if s.startswith("ipv") else f"not a valid {s}"
+    return err.message
+
+
+# ---------------------------------------------------------------------------------------------
+# Building the model and the semantic checks
+
+
+def default_iface(port_name: str) -> str:
+    """Interface names are limited to 15 characters (IFNAMSIZ); Neutron uses tap + id prefix too."""
+    return ("tap" + port_name)[:15]
+
+
+def load_topology(path: str | Path) -> Topology:
+    return load_topology_data(read_document(path), source=str(path))
+
+
+def load_topology_data(data: Any, source: str = "<topology>") -> Topology:
+    problems = schema_problems(data, source)
+    if problems:
+        raise TopologyError(problems)
+    topo = _build(data, source)
+    problems = semantic_problems(topo)
+    if problems:
+        raise TopologyError(problems)
+    return topo
+
+
+def _dpid(text: str | None) -> int | None:
+    return None if text is None else int(text, 16)
+
+
+def _build(data: dict, source: str) -> Topology:
+    learn = data.get("learn", {})
+    hard, idle = learn.get("hard_timeout", 300), learn.get("idle_timeout", 0)
+    hosts = {
+        name: Host(
+            name=name,
+            vtep=h["vtep"],
+            datapath_type=h.get("datapath_type", "system"),
+            bridge_int=h.get("bridges", {}).get("int", "br-int"),
+            bridge_tun=h.get("bridges", {}).get("tun", "br-tun"),
+            dpid_int=_dpid(h.get("datapath_ids", {}).get("int")),
+            dpid_tun=_dpid(h.get("datapath_ids", {}).get("tun")),
+            ovsdb=h.get("ovsdb"),
+        )
+        for name, h in data["hosts"].items()
+    }
+    networks = {
+        name: Network(
+            name=name,
+            vni=n["vni"],
+            tunnel=n.get("tunnel", "vxlan"),
+            mode=n.get("mode", "learn"),
+            subnet=n.get("subnet"),
+            gateway=n.get("gateway"),
+            vlan=n.get("vlan"),
+            hard_timeout=n.get("hard_timeout", hard),
+            idle_timeout=idle,
+        )
+        for name, n in data["networks"].items()
+    }
+    ports = {
+        name: Port(
+            name=name,
+            host=p["host"],
+            network=p["network"],
+            mac=p["mac"].lower(),
+            ip=p.get("ip"),
+            iface=p.get("iface") or default_iface(name),
+            ofport=p.get("ofport"),
+        )
+        for name, p in (data.get("ports") or {}).items()
+    }
+    ctl = data.get("controller", {})
+    return Topology(source, hosts, networks, ports, ctl.get("openflow"), ctl.get("inactivity_probe_ms"))
+
+
+def semantic_problems(topo: Topology) -> list[Problem]:
+    """Checks the schema cannot express. Each names the field that is wrong (the later of two)."""
+    src = topo.source
+    out: list[Problem] = []
+
+    def dup(kind: str, items: Iterable[tuple[str, Any, str]]) -> None:
+        seen: dict[Any, str] = {}
+        for path, key, shown in items:
+            if key in seen:
+                out.append(Problem(src, path, f"{kind} already used by {seen[key]}", shown))
+            else:
+                seen[key] = path.split(".")[1]
+
+    dup("VNI", ((f"networks.{n.name}.vni", n.vni, n.vni) for n in topo.networks.values()))
+    dup("VTEP address", ((f"hosts.{h.name}.vtep", h.vtep, h.vtep) for h in topo.hosts.values()))
+    for h in topo.hosts.values():
+        if h.bridge_int == h.bridge_tun:
+            out.append(Problem(src, f"hosts.{h.name}.bridges.tun", "must differ from the integration bridge", h.bridge_tun))
+        addr = ipaddress.IPv4Address(h.vtep)
+        if addr.is_multicast or addr.is_unspecified or addr.is_loopback or str(addr).endswith(".255"):
+            out.append(Problem(src, f"hosts.{h.name}.vtep", "not a usable unicast VTEP address", h.vtep))
+
+    subnets: dict[str, ipaddress.IPv4Network] = {}
+    for n in topo.networks.values():
+        if n.subnet is not None:
+            try:
+                subnets[n.name] = ipaddress.IPv4Network(n.subnet, strict=True)
+            except ValueError as exc:
+                out.append(Problem(src, f"networks.{n.name}.subnet", f"not a valid IPv4 subnet: {exc}", n.subnet))
+                continue
+        if n.gateway is not None:
+            if n.subnet is None:
+                out.append(Problem(src, f"networks.{n.name}.gateway", "a gateway needs a subnet", n.gateway))
+            elif n.name in subnets and ipaddress.IPv4Address(n.gateway) not in subnets[n.name]:
+                out.append(Problem(src, f"networks.{n.name}.gateway", f"not inside subnet {n.subnet}", n.gateway))
+
+    mac_owner: dict[tuple[str, str], str] = {}
+    ip_owner: dict[tuple[str, str], str] = {}
+    iface_owner: dict[tuple[str, str], str] = {}
+    ofport_owner: dict[tuple[str, int], str] = {}
+    for p in topo.ports.values():
+        base = f"ports.{p.name}"
+        if p.host not in topo.hosts:
+            out.append(Problem(src, f"{base}.host", "unknown host", p.host))
+        if p.network not in topo.networks:
+            out.append(Problem(src, f"{base}.network", "unknown network", p.network))
+        mac_int = int(p.mac.replace(":", ""), 16)
+        if mac_int >> 40 & 1:
+            out.append(Problem(src, f"{base}.mac", "multicast MAC address cannot be a port's address", p.mac))
+        elif mac_int == 0:
+            out.append(Problem(src, f"{base}.mac", "all-zero MAC address", p.mac))
+        key = (p.network, p.mac)
+        if key in mac_owner:
+            out.append(Problem(src, f"{base}.mac", f"MAC already used in network {p.network} by port {mac_owner[key]}", p.mac))
+        else:
+            mac_owner[key] = p.name
+        if p.ip is not None:
+            if p.network in subnets:
+                net = subnets[p.network]
+                ip = ipaddress.IPv4Address(p.ip)
+                if ip not in net:
+                    out.append(Problem(src, f"{base}.ip", f"not inside subnet {net} of network {p.network}", p.ip))
+                elif net.prefixlen < 31 and ip in (net.network_address, net.broadcast_address):
+                    out.append(Problem(src, f"{base}.ip", f"is the network or broadcast address of {net}", p.ip))
+                elif p.ip == topo.networks[p.network].gateway:
+                    out.append(Problem(src, f"{base}.ip", f"is the gateway of network {p.network}", p.ip))
+            ikey = (p.network, p.ip)
+            if ikey in ip_owner:
+                out.append(Problem(src, f"{base}.ip", f"IP already used in network {p.network} by port {ip_owner[ikey]}", p.ip))
+            else:
+                ip_owner[ikey] = p.name
+        hkey = (p.host, p.iface)
+        if hkey in iface_owner:
+            hint = "; set ports.<name>.iface" if p.iface == default_iface(p.name) else ""
+            out.append(Problem(src, f"{base}.iface", f"interface name already used on host {p.host} by port {iface_owner[hkey]}{hint}", p.iface))
+        else:
+            iface_owner[hkey] = p.name
+        if p.host in topo.hosts and p.iface in (topo.hosts[p.host].bridge_int, topo.hosts[p.host].bridge_tun, "patch-tun", "patch-int"):
+            out.append(Problem(src, f"{base}.iface", "clashes with a bridge or patch port name", p.iface))
+        if p.ofport is not None:
+            okey = (p.host, p.ofport)
+            if okey in ofport_owner:
+                out.append(Problem(src, f"{base}.ofport", f"OpenFlow port already used on host {p.host} by port {ofport_owner[okey]}", p.ofport))
+            else:
+                ofport_owner[okey] = p.name
+
+    # Local VLAN space: at most 4094 networks on one host, and pinned VLANs must not collide there.
+    per_host: dict[str, set[str]] = {}
+    for p in topo.ports.values():
+        if p.host in topo.hosts and p.network in topo.networks:
+            per_host.setdefault(p.host, set()).add(p.network)
+    for host, nets in sorted(per_host.items()):
+        if len(nets) > MAX_LOCAL_VLANS:
+            out.append(Problem(src, f"hosts.{host}", f"has ports on {len(nets)} networks; at most {MAX_LOCAL_VLANS} fit in its local VLAN space", len(nets)))
+        pinned: dict[int, str] = {}
+        for name in sorted(nets):
+            vlan = topo.networks[name].vlan
+            if vlan is None:
+                continue
+            if vlan in pinned:
+                out.append(Problem(src, f"networks.{name}.vlan", f"local VLAN already pinned by network {pinned[vlan]}, which shares host {host}", vlan))
+            else:
+                pinned[vlan] = name
+    # de-duplicate (the same pinned clash can show on several hosts)
+    unique: dict[str, Problem] = {}
+    for p in out:
+        unique.setdefault(str(p), p)
+    return sorted(unique.values(), key=lambda p: p.path)

@@ -1,0 +1,29 @@
+"""ovs-ofctl text for a bridge program: the file `replace-flows`, `diff-flows` and `bundle` read."""
+
+from __future__ import annotations
+
+from .pipeline import load_pipeline
+from .program import COOKIE_BASE, COOKIE_STATIC, BridgeProgram
+
+# What ovs-ofctl dump-flows prints for our static flows, so a script can leave everything else alone.
+STATIC_COOKIE_TEXT = f"cookie={COOKIE_STATIC:#x}"
+OVSFLOW_COOKIE_MATCH = f"cookie={COOKIE_BASE:#x}/0xffffffff00000000"
+
+
+def flow_lines(bridge: BridgeProgram, comments: bool = True) -> list[str]:
+    """The flows of a bridge, one per line, grouped by table with the table's purpose as a comment."""
+    pipeline = load_pipeline(bridge.role)
+    lines: list[str] = []
+    current = None
+    for f in bridge.flows:
+        if comments and f.table != current:
+            current = f.table
+            t = pipeline.tables[f.table]
+            lines.append(f"# table {t.id} ({t.name}): {t.purpose}")
+        lines.append(f.ofctl())
+    return lines
+
+
+def flow_file(bridge: BridgeProgram, header: str = "") -> str:
+    head = [f"# {line}" if line else "#" for line in header.splitlines()] if header else []
+    return "\n".join(head + flow_lines(bridge)) + "\n"
