@@ -48,7 +48,8 @@ def validate(topology: str) -> None:
 @click.option("--host", "host", metavar="NAME", help="The host (hypervisor) to render.")
 @click.option("--all-hosts", is_flag=True, help="Render every host (needs --output-dir).")
 @click.option("--output-dir", type=click.Path(file_okay=False), help="Write one file per host here.")
-@click.option("--dry-run", is_flag=True, help="Print the script instead of applying it to the local OVS.")
+@click.option("--dry-run", is_flag=True, help="Print the script instead of applying it to the local OVS "
+              "(--output-dir and --format flows never apply).")
 @click.option("--format", "fmt", type=click.Choice(["script", "flows"]), default="script", show_default=True,
               help="script: the complete idempotent sh script; flows: the bare ovs-ofctl flow file.")
 @click.option("--bridge", type=click.Choice(["int", "tun", "both"]), default="both", show_default=True,
@@ -65,8 +66,6 @@ def render(topology: str, host: str | None, all_hosts: bool, output_dir: str | N
         _fail("give exactly one of --host NAME or --all-hosts")
     if all_hosts and not output_dir:
         _fail("--all-hosts writes one file per host: give --output-dir DIR")
-    if not dry_run and (all_hosts or fmt != "script" or output_dir):
-        _fail("applying (no --dry-run) takes one --host and the script format")
     topo = _load(topology)
     if host and host not in topo.hosts:
         _fail(f"{topology}: hosts.{host}: no such host (known: {', '.join(sorted(topo.hosts)) or 'none'})")
@@ -90,7 +89,7 @@ def render(topology: str, host: str | None, all_hosts: bool, output_dir: str | N
         click.echo(f"wrote {len(topo.hosts) if all_hosts else 1} file(s) to {out}")
         return
     text = one(host)  # type: ignore[arg-type]
-    if dry_run:
+    if dry_run or fmt == "flows":
         click.echo(text, nl=False)
         return
     # Apply: the very same script, run by sh against the local OVS (OVS_RUNDIR is honoured).

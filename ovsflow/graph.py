@@ -31,14 +31,15 @@ TUNNEL_OFPORTS = range(32768, 65280)  # br-tun; 0xff00 and up are reserved by Op
 def allocate(items: Iterable[tuple[Hashable, int]], space: range, pinned: dict[Hashable, int] | None = None) -> dict[Hashable, int]:
     """Give each key a value from `space`: its pinned value, else its preferred one, else the next free.
 
-    `items` are (key, preferred) pairs; they are processed in sorted key order, so the result is a pure
-    function of the set of keys. A key's value changes only when a collision involves it.
+    `items` are (key, preferred) pairs, processed in the order given: callers pass a stable order in
+    which older items come first (networks by VNI), so on a collision the newcomer is the one that
+    moves. A key's value changes only when a collision involves it.
     """
     pinned = dict(pinned or {})
     taken = set(pinned.values())
     result: dict[Hashable, int] = dict(pinned)
     size, start = len(space), space.start
-    for key, preferred in sorted(items, key=lambda kv: str(kv[0])):
+    for key, preferred in items:
         if key in result:
             continue
         slot = (preferred - start) % size
@@ -133,7 +134,7 @@ class TopologyGraph:
     def vm_ofports(self, host: str) -> dict[str, int]:
         ports = self.ports_on(host)
         pinned = {p.name: p.ofport for p in ports if p.ofport is not None}
-        return allocate(((p.name, stable_hash(p.name)) for p in ports), VM_OFPORTS, pinned)  # type: ignore[return-value]
+        return allocate(((p.name, stable_hash(p.name)) for p in ports), VM_OFPORTS, pinned)  # by name  # type: ignore[return-value]
 
     def tunnels(self, host: str) -> list[Tunnel]:
         keys = sorted(self.peers(host))

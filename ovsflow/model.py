@@ -209,8 +209,8 @@ def schema_problems(data: Any, source: str) -> list[Problem]:
                 known = ", ".join(sorted(allowed)) or "none"
                 problems.append(Problem(source, _dotted(path + [key]), f"unknown key (allowed: {known})", err.instance[key]))
             continue
-        if err.validator == "propertyNames":
-            problems.append(Problem(source, _dotted(path), "invalid name: letters, digits, '_', '.', '-' (max 63), starting with a letter or digit", err.instance))
+        if "propertyNames" in err.schema_path:
+            problems.append(Problem(source, _dotted(path + [err.instance]), f"invalid key: {_schema_message(err)}", err.instance))
             continue
         if err.validator == "required":
             missing = re.findall(r"'([^']+)' is a required property", err.message)
