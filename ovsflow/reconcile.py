@@ -1,0 +1,156 @@
+"""The pure diff behind the live app: what a switch has vs what the compiler wants -> the changes.
+
+Rules (issue 4): only flows carrying the ovsflow cookie (program.COOKIE_BASE under COOKIE_MASK) are
+ever modified or deleted; flows that learn() added (COOKIE_LEARNED) are kept; a switch that already
+holds the program gets an empty plan (zero flow-mods). Both sides must be in the canonical form of
+`ryu_encode.canonical_flow` so that equal flows compare equal.
+
+A flow's identity is (table, priority, match), as in OpenFlow: a second ADD with the same identity
+replaces the first. A changed flow is a `modify` when only its actions differ (MODIFY_STRICT keeps
+its counters), and a `replace` (an ADD over it) when its cookie or timeouts differ too.
+
+Groups have no cookie in OpenFlow 1.3/1.4, so ownership is by group id: `owns_group` (default: ids
+inside program.GROUP_ID_BASE/GROUP_ID_MASK when the compiler defines them, else only the ids the
+program itself uses) decides which unknown groups may be deleted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from . import program
+from .flow import Flow, GroupEntry
+
+FlowKey = tuple  # (table, priority, match)
+
+
+def is_ours(cookie: int) -> bool:
+    return cookie & program.COOKIE_MASK == program.COOKIE_BASE
+
+
+def is_learned(cookie: int) -> bool:
+    return cookie == program.COOKIE_LEARNED
+
+
+def key(f: Flow) -> FlowKey:
+    return (f.table, f.priority, f.match)
+
+
+def default_owns_group(desired_ids: set[int]) -> Callable[[int], bool]:
+    base = getattr(program, "GROUP_ID_BASE", None)
+    mask = getattr(program, "GROUP_ID_MASK", None)
+    if base is not None and mask is not None:
+        return lambda gid: gid & mask == base or gid in desired_ids
+    return lambda gid: gid in desired_ids
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The difference, in the order it must be applied inside one bundle."""
+
+    flow_adds: tuple[Flow, ...] = ()
+    flow_modifies: tuple[Flow, ...] = ()  # same cookie and timeouts: MODIFY_STRICT
+    flow_replaces: tuple[Flow, ...] = ()  # cookie/timeouts changed: ADD over the old one
+    flow_deletes: tuple[Flow, ...] = ()  # the switch's flow, deleted cookie-exact
+    group_adds: tuple[GroupEntry, ...] = ()
+    group_modifies: tuple[GroupEntry, ...] = ()
+    group_deletes: tuple[GroupEntry, ...] = ()
+    kept_learned: int = 0
+    unchanged: int = 0
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def empty(self) -> bool:
+        return not (self.flow_adds or self.flow_modifies or self.flow_replaces or self.flow_deletes
+                    or self.group_adds or self.group_modifies or self.group_deletes)
+
+    @property
+    def n_flow_mods(self) -> int:
+        return len(self.flow_adds) + len(self.flow_modifies) + len(self.flow_replaces) + len(self.flow_deletes)
+
+    @property
+    def n_group_mods(self) -> int:
+        return len(self.group_adds) + len(self.group_modifies) + len(self.group_deletes)
+
+    def summary(self) -> str:
+        return (f"added={len(self.flow_adds)} modified={len(self.flow_modifies) + len(self.flow_replaces)} "
+                f"deleted={len(self.flow_deletes)} groups(+{len(self.group_adds)} "
+                f"~{len(self.group_modifies)} -{len(self.group_deletes)}) "
+                f"unchanged={self.unchanged} learned_kept={self.kept_learned}")
+
+
+def plan(
+    desired: Iterable[Flow],
+    actual: Iterable[Flow],
+    desired_groups: Iterable[GroupEntry] = (),
+    actual_groups: Iterable[GroupEntry] = (),
+    owns_group: Callable[[int], bool] | None = None,
+) -> Plan:
+    """What to send so that the switch's ovsflow flows (and groups) become `desired`."""
+    want: dict[FlowKey, Flow] = {}
+    for f in desired:
+        k = key(f)
+        if k in want and want[k] != f:
+            raise ValueError(f"desired program has two flows with one identity: {f.ofctl()}")
+        want[k] = f
+    have: dict[FlowKey, Flow] = {}
+    learned = 0
+    deletes: list[Flow] = []
+    for f in actual:
+        if not is_ours(f.cookie):
+            continue  # not ours: never touched (the switch reply may include them if unfiltered)
+        if is_learned(f.cookie):
+            learned += 1
+            continue
+        k = key(f)
+        if k in want:
+            have[k] = f
+        else:
+            deletes.append(f)
+    adds: list[Flow] = []
+    modifies: list[Flow] = []
+    replaces: list[Flow] = []
+    unchanged = 0
+    for k, f in want.items():
+        old = have.get(k)
+        if old is None:
+            adds.append(f)
+        elif old == f:
+            unchanged += 1
+        elif (old.cookie, old.hard_timeout, old.idle_timeout) == (f.cookie, f.hard_timeout, f.idle_timeout):
+            modifies.append(f)
+        else:
+            replaces.append(f)
+
+    gwant = {g.group_id: g for g in desired_groups}
+    ghave = {g.group_id: g for g in actual_groups}
+    owns = owns_group or default_owns_group(set(gwant))
+    g_adds = [g for gid, g in sorted(gwant.items()) if gid not in ghave]
+    g_mods = [g for gid, g in sorted(gwant.items()) if gid in ghave and ghave[gid] != g]
+    g_dels = [g for gid, g in sorted(ghave.items()) if gid not in gwant and owns(gid)]
+    return Plan(
+        flow_adds=tuple(sorted(adds, key=Flow.sort_key)),
+        flow_modifies=tuple(sorted(modifies, key=Flow.sort_key)),
+        flow_replaces=tuple(sorted(replaces, key=Flow.sort_key)),
+        flow_deletes=tuple(sorted(deletes, key=Flow.sort_key)),
+        group_adds=tuple(g_adds),
+        group_modifies=tuple(g_mods),
+        group_deletes=tuple(g_dels),
+        kept_learned=learned,
+        unchanged=unchanged,
+    )
+
+
+def ordered_changes(p: Plan) -> list[tuple[str, str, Flow | GroupEntry]]:
+    """(kind, command, item) in bundle order: groups a flow may point at exist before the flow
+    arrives; stale flows go before the groups they point at (deleting a group deletes its flows)."""
+    out: list[tuple[str, str, Flow | GroupEntry]] = []
+    out += [("group", "add", g) for g in p.group_adds]
+    out += [("group", "modify", g) for g in p.group_modifies]
+    out += [("flow", "delete", f) for f in p.flow_deletes]
+    out += [("flow", "modify", f) for f in p.flow_modifies]
+    out += [("flow", "add", f) for f in p.flow_replaces]
+    out += [("flow", "add", f) for f in p.flow_adds]
+    out += [("group", "delete", g) for g in p.group_deletes]
+    return out
