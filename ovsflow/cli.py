@@ -70,7 +70,7 @@ def render(topology: str, host: str | None, all_hosts: bool, output_dir: str | N
     if host and host not in topo.hosts:
         _fail(f"{topology}: hosts.{host}: no such host (known: {', '.join(sorted(topo.hosts)) or 'none'})")
     roles = ("int", "tun") if bridge == "both" else (bridge,)
-    graph = TopologyGraph(topo)
+    graph = TopologyGraph(topo, focus=None if all_hosts else host)
 
     def one(name: str) -> str:
         if fmt == "flows":

@@ -211,7 +211,9 @@ def compile_host(topo: Topology, host: str, datapath_type: str | None = None, gr
     """The program of one host. Pass a prebuilt `graph` when compiling many hosts of one topology."""
     if host not in topo.hosts:
         raise KeyError(host)
-    return HostCompiler(graph or TopologyGraph(topo), host).compile(datapath_type)
+    if graph is not None and graph.focus not in (None, host):
+        raise ValueError(f"graph focused on {graph.focus}, not {host}")
+    return HostCompiler(graph or TopologyGraph(topo, focus=host), host).compile(datapath_type)
 
 
 def compile_all(topo: Topology, datapath_type: str | None = None) -> dict[str, HostProgram]:

@@ -82,35 +82,46 @@ class Tunnel:
 class TopologyGraph:
     """Hosts, networks and ports as a networkx graph; per-host queries the compiler needs."""
 
-    def __init__(self, topo: Topology):
+    def __init__(self, topo: Topology, focus: str | None = None):
+        """`focus`: build only the part of the graph one host's program depends on (its networks
+        and every host on them), which is what rendering a single host needs."""
         self.topo = topo
-        g = nx.Graph()
-        g.add_nodes_from((("host", h), {"obj": o}) for h, o in topo.hosts.items())
-        g.add_nodes_from((("net", n), {"obj": o}) for n, o in topo.networks.items())
+        self.focus = focus
+        # Ports hang off (host, network) pairs; only the host <-> network graph is a networkx graph
+        # (an edge when a host has at least one port on a network), which keeps it small: at
+        # 100,000 ports a graph with a node per port took 2.2 s to build, this one a fraction.
+        self._ports_by_host: dict[str, list[Port]] = {h: [] for h in topo.hosts}
+        self._ports_by_net: dict[str, list[Port]] = {n: [] for n in topo.networks}
         for p in topo.ports.values():
-            g.add_node(("port", p.name), obj=p)
-            g.add_edge(("port", p.name), ("host", p.host))
-            g.add_edge(("port", p.name), ("net", p.network))
-        self.g = g
-        # The host <-> network projection: an edge when a host has at least one port on a network.
+            self._ports_by_host[p.host].append(p)
+            self._ports_by_net[p.network].append(p)
         hn = nx.Graph()
-        hn.add_nodes_from(("host", h) for h in topo.hosts)
-        hn.add_nodes_from(("net", n) for n in topo.networks)
-        hn.add_edges_from((("host", p.host), ("net", p.network)) for p in topo.ports.values())
-        self.hn = hn
+        hn.add_nodes_from((("host", h) for h in topo.hosts), kind="host")
+        hn.add_nodes_from((("net", n) for n in topo.networks), kind="net")
+        if focus is None:
+            pairs = {(p.host, p.network) for p in topo.ports.values()}
+        else:
+            nets = {p.network for p in self._ports_by_host[focus]}
+            pairs = {(p.host, n) for n in nets for p in self._ports_by_net[n]}
+        hn.add_edges_from((("host", h), ("net", n)) for h, n in pairs)
+        self.g = hn
+        self._hosts_of: dict[str, list[str]] = {}
 
     # -- basic relations ----------------------------------------------------------------------
     def ports_on(self, host: str) -> list[Port]:
-        return sorted((self.g.nodes[n]["obj"] for n in self.g[("host", host)]), key=lambda p: p.name)
+        return sorted(self._ports_by_host[host], key=lambda p: p.name)
 
     def networks_on(self, host: str) -> list[Network]:
-        return sorted((self.topo.networks[n[1]] for n in self.hn[("host", host)]), key=lambda n: n.vni)
+        return sorted((self.topo.networks[n] for _, n in self.g[("host", host)]), key=lambda n: n.vni)
 
     def hosts_of(self, network: str) -> list[str]:
-        return sorted(h for _, h in self.hn[("net", network)])
+        hosts = self._hosts_of.get(network)
+        if hosts is None:
+            hosts = self._hosts_of[network] = sorted(h for _, h in self.g[("net", network)])
+        return hosts
 
     def ports_of(self, network: str) -> list[Port]:
-        return sorted((self.g.nodes[n]["obj"] for n in self.g[("net", network)]), key=lambda p: p.name)
+        return sorted(self._ports_by_net[network], key=lambda p: p.name)
 
     def remote_hosts(self, host: str, network: str) -> list[str]:
         """Seed 004's head-end replication list: the other VTEPs that host this network."""

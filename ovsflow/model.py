@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import jsonschema
 import yaml
@@ -50,8 +50,9 @@ class TopologyError(Exception):
         super().__init__("\n".join(str(p) for p in problems))
 
 
-@dataclass(frozen=True)
-class Host:
+# Hosts, networks and ports are NamedTuples: immutable like frozen dataclasses, but ~10x cheaper to
+# build, which matters at 100,000 ports (bench/).
+class Host(NamedTuple):
     name: str
     vtep: str
     datapath_type: str = "system"
@@ -62,8 +63,7 @@ class Host:
     ovsdb: str | None = None
 
 
-@dataclass(frozen=True)
-class Network:
+class Network(NamedTuple):
     name: str
     vni: int
     tunnel: str = "vxlan"
@@ -75,8 +75,7 @@ class Network:
     idle_timeout: int = 0
 
 
-@dataclass(frozen=True)
-class Port:
+class Port(NamedTuple):
     name: str
     host: str
     network: str
@@ -146,11 +145,13 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 
 
 def _json_pairs(pairs: list[tuple[str, Any]]) -> dict:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {k!r}")
-        out[k] = v
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise ValueError(f"duplicate key {k!r}")
+            seen.add(k)
     return out
 
 
@@ -199,7 +200,21 @@ def _dotted(parts: Iterable[Any]) -> str:
     return ".".join(str(p) for p in parts)
 
 
+@lru_cache(maxsize=1)
+def _fast_validator() -> Any:
+    """jsonschema-rs checks a valid document ~250x faster than jsonschema (0.12 s vs 30 s for
+    100,000 ports, bench/); jsonschema stays the reference and words the errors when there are any."""
+    try:
+        import jsonschema_rs
+    except ImportError:  # pragma: no cover - optional speed-up
+        return None
+    return jsonschema_rs.validator_for(schema(), validate_formats=True)
+
+
 def schema_problems(data: Any, source: str) -> list[Problem]:
+    fast = _fast_validator()
+    if fast is not None and fast.is_valid(data):
+        return []
     problems: list[Problem] = []
     for err in _validator().iter_errors(data):
         path = list(err.absolute_path)
@@ -218,6 +233,8 @@ def schema_problems(data: Any, source: str) -> list[Problem]:
                 problems.append(Problem(source, _dotted(path + [key]), "required key is missing", has_value=False))
             continue
         problems.append(Problem(source, _dotted(path), _schema_message(err), err.instance))
+    if not problems and fast is not None:  # the two validators disagree: trust the stricter one
+        problems = [Problem(source, _dotted(e.instance_path), e.message, has_value=False) for e in fast.iter_errors(data)]
     problems.sort(key=lambda p: (p.path, p.message))
     return problems
 
@@ -333,7 +350,7 @@ def semantic_problems(topo: Topology) -> list[Problem]:
         if h.bridge_int == h.bridge_tun:
             out.append(Problem(src, f"hosts.{h.name}.bridges.tun", "must differ from the integration bridge", h.bridge_tun))
         addr = ipaddress.IPv4Address(h.vtep)
-        if addr.is_multicast or addr.is_unspecified or addr.is_loopback or str(addr).endswith(".255"):
+        if addr.is_multicast or addr.is_unspecified or addr.is_loopback or addr == ipaddress.IPv4Address("255.255.255.255"):
             out.append(Problem(src, f"hosts.{h.name}.vtep", "not a usable unicast VTEP address", h.vtep))
 
     subnets: dict[str, ipaddress.IPv4Network] = {}
