@@ -155,6 +155,12 @@ class Trace:
     def ambiguities(self) -> list[Step]:
         return [s for s in self.steps if s.tied]
 
+    def tail(self, n: int = 40) -> str:
+        """The last n steps: enough to see a loop without printing thousands of lines."""
+        cut = len(self.steps) - n
+        text = str(Trace(self.steps[-n:]))
+        return (f"... ({cut} earlier steps)\n" + text) if cut > 0 else text
+
     def __str__(self) -> str:
         lines = []
         for s in self.steps:
@@ -460,7 +466,7 @@ class Host:
         x.resubmits += 1
         if depth > MAX_DEPTH or x.resubmits > MAX_RESUBMITS:
             raise EvaluationError(f"translation too deep (loop?) at {self.name}/{b.name} "
-                                  f"table {table}:\n{x.trace}")
+                                  f"table {table}:\n{x.trace.tail()}")
         entry, tied = b.lookup(table, frame)
         x.trace.steps.append(Step(self.name, b.name, table, entry.flow if entry else None,
                                   frame, depth, tied=tied))
@@ -482,15 +488,15 @@ class Host:
                 goto = a.table
             elif isinstance(a, SetField):
                 if a.field == "vlan_vid" and frame.vlan is None:
-                    raise EvaluationError(f"set_field vlan_vid on an untagged frame:\n{x.trace}")
+                    raise EvaluationError(f"set_field vlan_vid on an untagged frame:\n{x.trace.tail()}")
                 frame = frame.set(a.field, a.value)
             elif isinstance(a, PushVlan):
                 if frame.vlan is not None:
-                    raise EvaluationError(f"push_vlan on a tagged frame (QinQ not modelled):\n{x.trace}")
+                    raise EvaluationError(f"push_vlan on a tagged frame (QinQ not modelled):\n{x.trace.tail()}")
                 frame = replace(frame, vlan=0)
             elif isinstance(a, PopVlan):
                 if frame.vlan is None:
-                    raise EvaluationError(f"pop_vlan on an untagged frame:\n{x.trace}")
+                    raise EvaluationError(f"pop_vlan on an untagged frame:\n{x.trace.tail()}")
                 frame = replace(frame, vlan=None)
             elif isinstance(a, Load):
                 frame = _load(frame, a.dst, a.value, a.n_bits)
@@ -656,7 +662,7 @@ class Fabric:
                 res.tunnel_hops.append(e)
                 hops += 1
                 if hops > MAX_TUNNEL_HOPS:
-                    raise EvaluationError(f"forwarding loop across hosts:\n{trace}")
+                    raise EvaluationError(f"forwarding loop across hosts:\n{trace.tail()}")
                 target = self._ingress(e)
                 if isinstance(target, str):
                     res.lost.append((e, target))
