@@ -184,8 +184,13 @@ def capture_cmd(name: str, host: str | None, count: int | None, duration: float 
     """tcpdump on the underlay: see `VXLAN ... vni N` (UDP 4789), `GREv0 ... key=0x..`, Geneve (6081)."""
     _need_root()
     state = _state(name)
-    cmd = capture_command(state, host=host, count=count, write=write, all_traffic=all_traffic,
-                          pcap_filter=list(pcap_filter))
+    from .capture import capture_command
+
+    try:
+        cmd = capture_command(state, host=host, count=count, write=write, all_traffic=all_traffic,
+                              pcap_filter=" ".join(pcap_filter))
+    except KeyError as e:
+        raise click.ClickException(str(e.args[0]))
     try:
         proc = subprocess.Popen(cmd)
         proc.wait(timeout=duration)
@@ -195,34 +200,6 @@ def capture_cmd(name: str, host: str | None, count: int | None, duration: float 
     except KeyboardInterrupt:
         proc.wait()
     sys.exit(0)
-
-
-TUNNEL_FILTER = "udp port 4789 or udp port 6081 or ip proto 47"
-
-
-def capture_command(state: LabState, *, host: str | None = None, count: int | None = None,
-                    write: str | None = None, all_traffic: bool = False,
-                    pcap_filter: list[str] | None = None) -> list[str]:
-    """The tcpdump command line for the lab's underlay. Without --host it listens on all underlay
-    links, incoming direction only, so every frame shows once, tagged with the sending host's link."""
-    ul = state.underlay["netns"]
-    if host is not None:
-        if host not in state.hosts:
-            raise click.ClickException(f"no host {host!r} (hosts: {', '.join(state.hosts)})")
-        iface = ["-i", state.hosts[host]["underlay_dev"]]
-    else:
-        iface = ["-i", "any", "-Q", "in"]
-    cmd = ["ip", "netns", "exec", ul, "tcpdump", "-l", "-n", "-e", "-vv", *iface]
-    if count:
-        cmd += ["-c", str(count)]
-    if write:
-        cmd += ["-w", write]
-    filt = " ".join(pcap_filter or [])
-    if not all_traffic:
-        filt = f"({TUNNEL_FILTER})" + (f" and ({filt})" if filt else "")
-    if filt:
-        cmd.append(filt)
-    return cmd
 
 
 if __name__ == "__main__":

@@ -119,6 +119,8 @@ def up(topo, name: str = DEFAULT_NAME, *, program: str = "render", log: Log = _q
         if program == "render":
             for host in topo.hosts:
                 _program_host(state, topo, host, log)
+        # after programming: creating tunnel ports flushes OVS's tunnel neighbour cache
+        _warm_underlay(state, log)
         state.timings["plumbing_s"] = round(t_plumb - t0, 3)
         state.timings["program_s"] = round(time.monotonic() - t_plumb, 3)
         state.timings["up_s"] = round(time.monotonic() - t0, 3)
@@ -161,6 +163,37 @@ def _host_up(state: LabState, topo, host, index: int, names: dict[str, str], ple
     ns.link_up("br-phy", hns)
     net = ipaddress.ip_network(f"{host.vtep}/{plen}", strict=False)
     inst.appctl("ovs/route/add", str(net), "br-phy")
+
+
+def _warm_underlay(state: LabState, log: Log) -> None:
+    """Every VTEP pings every other once, as hosts on a real, busy underlay would have: OVS's
+    tunnel neighbour cache (`ovs-appctl tnl/neigh/show`) and br-phy's MAC table are then filled,
+    and the first tunnelled frame of an exercise is not lost to neighbour resolution."""
+    import subprocess
+
+    procs = []
+    for host, info in state.hosts.items():
+        for other, oinfo in state.hosts.items():
+            if other != host:
+                procs.append(subprocess.Popen(
+                    ["ip", "netns", "exec", info["netns"], "ping", "-n", "-q", "-c", "1", "-W", "2", oinfo["vtep"]],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    failed = sum(1 for p in procs if p.wait(timeout=10) != 0)
+    if failed:
+        log(f"warning: {failed} of {len(procs)} VTEP-to-VTEP pings on the underlay failed")
+    # Snooping fills the cache only for ARP that OVS happens to see in its slow path, and route or
+    # port changes flush it; a cache miss drops the packet being tunnelled. So set the entries.
+    macs = {h: _link_mac("br-phy", info["netns"]) for h, info in state.hosts.items()}
+    for host, info in state.hosts.items():
+        inst = OvsInstance(host, Path(info["ovs_dir"]), info["netns"])
+        for other, oinfo in state.hosts.items():
+            if other != host and macs[other]:
+                inst.appctl("tnl/neigh/set", "br-phy", oinfo["vtep"], macs[other])
+
+
+def _link_mac(dev: str, netns: str) -> str | None:
+    out = ns.run(["ip", "-br", "link", "show", "dev", dev], netns=netns, check=False).stdout.split()
+    return out[2] if len(out) > 2 and out[2].count(":") == 5 else None
 
 
 def _vm_up(state: LabState, topo, port, names: dict[str, str], log: Log) -> None:
@@ -230,6 +263,23 @@ def down(name: str = DEFAULT_NAME, *, log: Log = _quiet) -> bool:
     shutil.rmtree(state.workdir, ignore_errors=True)
     log(f"lab {name}: removed {len(state.netns)} namespaces and {len(state.ovs)} OVS instances")
     return True
+
+
+def host_ovs(state: LabState, host: str) -> OvsInstance:
+    """The private OVS of `host` in a lab that is up (for dump_flows, ofctl, appctl)."""
+    info = state.hosts[host]
+    return OvsInstance(host, Path(info["ovs_dir"]), info["netns"])
+
+
+def vm_run(state: LabState, port: str, cmd: list[str], *, check: bool = True):
+    """Run `cmd` inside VM `port`'s namespace; returns the CompletedProcess."""
+    return ns.run(cmd, netns=state.vms[port]["netns"], check=check)
+
+
+def ping(state: LabState, src: str, dst_ip: str, count: int = 3) -> bool:
+    """True if VM `src` gets at least one echo reply from `dst_ip`."""
+    cmd = ["ping", "-n", "-q", "-c", str(count), "-i", "0.2", "-W", "1", dst_ip]
+    return vm_run(state, src, cmd, check=False).returncode == 0
 
 
 def _kill(pid: int) -> None:
