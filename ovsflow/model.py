@@ -371,57 +371,50 @@ def semantic_problems(topo: Topology) -> list[Problem]:
     ip_owner: dict[tuple[str, str], str] = {}
     iface_owner: dict[tuple[str, str], str] = {}
     ofport_owner: dict[tuple[str, int], str] = {}
+    reserved = {h.name: {h.bridge_int, h.bridge_tun, "patch-tun", "patch-int"} for h in topo.hosts.values()}
+    hosts, networks = topo.hosts, topo.networks
+    per_host: dict[str, set[str]] = {}
+    # This loop runs once per port (100,000 in bench/): paths are formatted only for problems.
     for p in topo.ports.values():
-        base = f"ports.{p.name}"
-        if p.host not in topo.hosts:
-            out.append(Problem(src, f"{base}.host", "unknown host", p.host))
-        if p.network not in topo.networks:
-            out.append(Problem(src, f"{base}.network", "unknown network", p.network))
-        mac_int = int(p.mac.replace(":", ""), 16)
-        if mac_int >> 40 & 1:
-            out.append(Problem(src, f"{base}.mac", "multicast MAC address cannot be a port's address", p.mac))
-        elif mac_int == 0:
-            out.append(Problem(src, f"{base}.mac", "all-zero MAC address", p.mac))
-        key = (p.network, p.mac)
-        if key in mac_owner:
-            out.append(Problem(src, f"{base}.mac", f"MAC already used in network {p.network} by port {mac_owner[key]}", p.mac))
-        else:
-            mac_owner[key] = p.name
+        name, host, network, mac = p.name, p.host, p.network, p.mac
+        if host not in hosts:
+            out.append(Problem(src, f"ports.{name}.host", "unknown host", host))
+        elif network in networks:
+            per_host.setdefault(host, set()).add(network)
+        if network not in networks:
+            out.append(Problem(src, f"ports.{name}.network", "unknown network", network))
+        if int(mac[:2], 16) & 1:
+            out.append(Problem(src, f"ports.{name}.mac", "multicast MAC address cannot be a port's address", mac))
+        elif mac == "00:00:00:00:00:00":
+            out.append(Problem(src, f"ports.{name}.mac", "all-zero MAC address", mac))
+        owner = mac_owner.setdefault((network, mac), name)
+        if owner != name:
+            out.append(Problem(src, f"ports.{name}.mac", f"MAC already used in network {network} by port {owner}", mac))
         if p.ip is not None:
-            if p.network in subnets:
-                net = subnets[p.network]
+            if network in subnets:
+                net = subnets[network]
                 ip = ipaddress.IPv4Address(p.ip)
                 if ip not in net:
-                    out.append(Problem(src, f"{base}.ip", f"not inside subnet {net} of network {p.network}", p.ip))
+                    out.append(Problem(src, f"ports.{name}.ip", f"not inside subnet {net} of network {network}", p.ip))
                 elif net.prefixlen < 31 and ip in (net.network_address, net.broadcast_address):
-                    out.append(Problem(src, f"{base}.ip", f"is the network or broadcast address of {net}", p.ip))
-                elif p.ip == topo.networks[p.network].gateway:
-                    out.append(Problem(src, f"{base}.ip", f"is the gateway of network {p.network}", p.ip))
-            ikey = (p.network, p.ip)
-            if ikey in ip_owner:
-                out.append(Problem(src, f"{base}.ip", f"IP already used in network {p.network} by port {ip_owner[ikey]}", p.ip))
-            else:
-                ip_owner[ikey] = p.name
-        hkey = (p.host, p.iface)
-        if hkey in iface_owner:
-            hint = "; set ports.<name>.iface" if p.iface == default_iface(p.name) else ""
-            out.append(Problem(src, f"{base}.iface", f"interface name already used on host {p.host} by port {iface_owner[hkey]}{hint}", p.iface))
-        else:
-            iface_owner[hkey] = p.name
-        if p.host in topo.hosts and p.iface in (topo.hosts[p.host].bridge_int, topo.hosts[p.host].bridge_tun, "patch-tun", "patch-int"):
-            out.append(Problem(src, f"{base}.iface", "clashes with a bridge or patch port name", p.iface))
+                    out.append(Problem(src, f"ports.{name}.ip", f"is the network or broadcast address of {net}", p.ip))
+                elif p.ip == networks[network].gateway:
+                    out.append(Problem(src, f"ports.{name}.ip", f"is the gateway of network {network}", p.ip))
+            owner = ip_owner.setdefault((network, p.ip), name)
+            if owner != name:
+                out.append(Problem(src, f"ports.{name}.ip", f"IP already used in network {network} by port {owner}", p.ip))
+        owner = iface_owner.setdefault((host, p.iface), name)
+        if owner != name:
+            hint = "; set ports.<name>.iface" if p.iface == default_iface(name) else ""
+            out.append(Problem(src, f"ports.{name}.iface", f"interface name already used on host {host} by port {owner}{hint}", p.iface))
+        if p.iface in reserved.get(host, ()):
+            out.append(Problem(src, f"ports.{name}.iface", "clashes with a bridge or patch port name", p.iface))
         if p.ofport is not None:
-            okey = (p.host, p.ofport)
-            if okey in ofport_owner:
-                out.append(Problem(src, f"{base}.ofport", f"OpenFlow port already used on host {p.host} by port {ofport_owner[okey]}", p.ofport))
-            else:
-                ofport_owner[okey] = p.name
+            owner = ofport_owner.setdefault((host, p.ofport), name)
+            if owner != name:
+                out.append(Problem(src, f"ports.{name}.ofport", f"OpenFlow port already used on host {host} by port {owner}", p.ofport))
 
     # Local VLAN space: at most 4094 networks on one host, and pinned VLANs must not collide there.
-    per_host: dict[str, set[str]] = {}
-    for p in topo.ports.values():
-        if p.host in topo.hosts and p.network in topo.networks:
-            per_host.setdefault(p.host, set()).add(p.network)
     for host, nets in sorted(per_host.items()):
         if len(nets) > MAX_LOCAL_VLANS:
             out.append(Problem(src, f"hosts.{host}", f"has ports on {len(nets)} networks; at most {MAX_LOCAL_VLANS} fit in its local VLAN space", len(nets)))
