@@ -251,6 +251,10 @@ def _check_actions(flow: Flow, actions: Iterable, vlan: bool | None,
             if need is not None and dl_type != need:
                 raise EvaluationError(f"{flow}: set_field {a.field} needs dl_type={need:#06x}")
         elif isinstance(a, (Move, Load)):
+            for name in (a.dst, getattr(a, "src", None)):
+                need = PREREQUISITES.get(name or "")
+                if need is not None and dl_type != need:
+                    raise EvaluationError(f"{flow}: {type(a).__name__.lower()} of {name} needs dl_type={need:#06x}")
             if a.dst == "vlan_tci":
                 vlan = None
         elif isinstance(a, Group):

@@ -14,6 +14,7 @@ from ovsflow.flow import (
     GroupEntry,
     Learn,
     LearnSpec,
+    Move,
     Output,
     PopVlan,
     PushVlan,
@@ -174,6 +175,7 @@ def test_check_flow_refuses_what_ovs_refuses():
         Flow.make(0, 1, {"arp_op": 1}, [Output(1)]),
         Flow.make(0, 1, {}, [SetField("arp_op", 2)]),
         Flow.make(0, 1, {}, [Group(7)]),
+        Flow.make(0, 1, {}, [Move("arp_sha", "arp_tha")]),
     ]
     for f in bad:
         with pytest.raises(EvaluationError):
@@ -183,6 +185,8 @@ def test_check_flow_refuses_what_ovs_refuses():
         Flow.make(0, 1, {"vlan_tci": (0x1000, 0x1000)}, [PopVlan()]),
         Flow.make(0, 1, {}, [PushVlan(), SetField("vlan_vid", 0x1005), GotoTable(1)]),
         Flow.make(0, 1, {"dl_type": 0x0806, "arp_op": 1}, [SetField("arp_op", 2)]),
+        Flow.make(0, 1, {"dl_type": 0x0806}, [Move("arp_sha", "arp_tha")]),
+        Flow.make(0, 1, {}, [Move("dl_src", "dl_dst")]),
     ]
     for f in good:
         check_flow(f, groups={})
@@ -289,3 +293,17 @@ def test_patch_loop_is_an_error_not_a_hang():
     ))
     with pytest.raises(EvaluationError, match="too deep"):
         Host(hp).inject("x", Frame.ethernet(A, B))
+
+
+def test_arp_responder_style_rewrite_with_move_and_in_port():
+    """What an l2pop ARP responder does: turn the request into a reply and send it back."""
+    responder = Flow.make(0, 1, {"dl_type": 0x0806, "arp_op": 1, "arp_tpa": 0xC6336402}, [
+        Move("dl_src", "dl_dst"), SetField("eth_src", mac(B)), SetField("arp_op", 2),
+        Move("arp_sha", "arp_tha"), Move("arp_spa", "arp_tpa"),
+        SetField("arp_sha", mac(B)), SetField("arp_spa", 0xC6336402), Output(IN_PORT),
+    ])
+    r = send(host_of([responder]), 2, Frame.arp_request(A, "198.51.100.1", "198.51.100.2"))
+    assert r.ports() == ["p2"]
+    f = r.outputs[0].frame
+    assert (f.eth_src, f.eth_dst, f.arp_op) == (mac(B), mac(A), 2)
+    assert (f.arp_sha, f.arp_spa, f.arp_tha, f.arp_tpa) == (mac(B), 0xC6336402, mac(A), 0xC6336401)
