@@ -154,3 +154,34 @@ def ovs_factory(ovs_required: None, session_root: Path, netns_factory) -> Iterat
 def ovs(ovs_factory) -> OvsInstance:
     """One started private OVS (userspace datapath capable) in a fresh netns, cleaned up after."""
     return ovs_factory("ovs")
+
+
+@pytest.fixture(scope="session")
+def lab_base(ovs_required: None, session_root: Path) -> Iterator[Path]:
+    """Point every lab this session builds (API and CLI subprocesses) at the session's directory."""
+    base = session_root / "labs"
+    old = os.environ.get("OVSFLOW_LAB_DIR")
+    os.environ["OVSFLOW_LAB_DIR"] = str(base)
+    yield base
+    if old is None:
+        os.environ.pop("OVSFLOW_LAB_DIR", None)
+    else:
+        os.environ["OVSFLOW_LAB_DIR"] = old
+
+
+def lab_name(kind: str) -> str:
+    """A lab name owned by this session: its namespaces carry SESSION_TAG."""
+    return f"{SESSION_TAG}{kind}"
+
+
+def lab_leftovers(name: str, base: Path) -> dict[str, list[str]]:
+    """What of lab `name` still exists: namespaces, OVS daemons, its directory."""
+    return {
+        "netns": [n for n in nsmod.netns_list() if n.startswith(name + "-")],
+        "ovs": [c for c in _ovs_processes().values() if str(base / name) in c],
+        "dir": [str(base / name)] if (base / name).exists() else [],
+    }
+
+
+def root_veths() -> set[str]:
+    return set(nsmod.veth_names_in_root())
