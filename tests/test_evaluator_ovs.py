@@ -41,6 +41,10 @@ def load(ovs, program: HostProgram) -> None:
                      f"type={p.type or 'internal'}", f"ofport_request={p.ofport}"]
             args += [f"options:{k}={v}" for k, v in p.options]
         ovs.vsctl(*args)
+        if b.groups:  # flows may name groups: groups first (OVS refuses a flow to a missing group)
+            groups = ovs.workdir / f"{b.name}.groups"
+            groups.write_text("".join(g.ofctl() + "\n" for g in b.groups))
+            ovs.ofctl("add-groups", ovs.mgmt(b.name), str(groups))
         flows = ovs.workdir / f"{b.name}.flows"
         flows.write_text("\n".join(flow_lines(b, comments=False)) + "\n")
         ovs.ofctl("--bundle", "replace-flows", ovs.mgmt(b.name), str(flows))
