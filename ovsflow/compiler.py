@@ -7,6 +7,7 @@ is checked against the declared pipeline (pipelines/*.yaml) before it is accepte
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Iterable
 
 from . import flow as F
@@ -17,6 +18,8 @@ from .pipeline import Pipeline, load_pipeline
 from .program import COOKIE_LEARNED, COOKIE_STATIC, BridgeProgram, HostProgram, PortConfig
 
 TUNNEL_TABLE = {"gre": 3, "vxlan": 4, "geneve": 6}
+BROADCAST = 0xFFFFFFFFFFFF
+ETH_ARP = 0x0806
 MULTICAST = (0x010000000000, 0x010000000000)  # dl_dst=01:00:00:00:00:00/01:00:00:00:00:00
 UNICAST = (0x000000000000, 0x010000000000)
 NO_VLAN = (0x0000, 0x1FFF)  # vlan_tci=0x0000/0x1fff: no VLAN header
@@ -32,6 +35,15 @@ def mac_int(mac: str) -> int:
 
 def vid(vlan: int) -> int:
     return F.OFPVID_PRESENT | vlan
+
+
+def ip_int(ip: str) -> int:
+    return int(ipaddress.IPv4Address(ip))
+
+
+def flood_group_id(net: Network) -> int:
+    """A network's flood group is numbered by its VNI: unique, stable, readable in dumps."""
+    return net.vni
 
 
 class HostCompiler:
@@ -122,15 +134,49 @@ class HostCompiler:
                     [F.PopVlan(), F.SetField("tun_id", net.vni), F.Output(tunnel.ofport)],
                 )
 
+    def tun_arp_responder(self) -> Iterable[Flow]:
+        """l2pop (seed 002): ARP requests for known IPs never reach the underlay. A remote VM's IP is
+        answered here, in the switch (reply built from the request, sent back where it came from);
+        a local VM's IP is dropped here because br-int already delivered the request to that VM."""
+        for net in self.networks:
+            if net.mode != "l2pop" or not self.has_remotes(net):
+                continue
+            vlan = self.vlans[net.name]
+            yield Flow.make(2, 2, {"dl_vlan": vlan, "dl_dst": BROADCAST, "dl_type": ETH_ARP, "arp_op": 1}, [F.GotoTable(21)])
+            for port in self.graph.ports_of(net.name):
+                if port.ip is None:
+                    continue
+                match = {"dl_vlan": vlan, "dl_type": ETH_ARP, "arp_op": 1, "arp_tpa": ip_int(port.ip)}
+                if port.host == self.host.name:
+                    yield Flow.make(21, 1, match, [])
+                    continue
+                yield Flow.make(21, 1, match, [
+                    F.Move("dl_src", "dl_dst"),
+                    F.SetField("eth_src", mac_int(port.mac)),
+                    F.SetField("arp_op", 2),
+                    F.Move("arp_sha", "arp_tha"),
+                    F.Move("arp_spa", "arp_tpa"),
+                    F.SetField("arp_sha", mac_int(port.mac)),
+                    F.SetField("arp_spa", ip_int(port.ip)),
+                    F.Output(F.IN_PORT),
+                ])
+
     def tun_flood(self) -> Iterable[Flow]:
-        """Head-end replication (seed 004): one copy per VTEP hosting the network, none elsewhere."""
+        """Head-end replication (seed 004): one copy per VTEP hosting the network, none elsewhere.
+        The list lives in a group (type all, a bucket per remote VTEP), so a VTEP joining or leaving
+        a network is one group-mod and no flow changes."""
+        for net in self.networks:
+            if self.remote_tunnels(net):
+                yield Flow.make(22, 1, {"dl_vlan": self.vlans[net.name]}, [F.PopVlan(), F.Group(flood_group_id(net))])
+
+    def tun_groups(self) -> list[F.GroupEntry]:
+        groups = []
         for net in self.networks:
             tunnels = self.remote_tunnels(net)
             if tunnels:
-                yield Flow.make(
-                    22, 1, {"dl_vlan": self.vlans[net.name]},
-                    [F.PopVlan(), F.SetField("tun_id", net.vni), *(F.Output(t.ofport) for t in tunnels)],
-                )
+                buckets = tuple(F.Bucket((F.SetField("tun_id", net.vni), F.Output(t.ofport))) for t in tunnels)
+                groups.append(F.GroupEntry(flood_group_id(net), "all", buckets))
+        return sorted(groups, key=lambda g: g.group_id)
 
     # -- br-int ------------------------------------------------------------------------------------
     def int_classify(self) -> Iterable[Flow]:
@@ -170,12 +216,13 @@ class HostCompiler:
     # -- assembly ----------------------------------------------------------------------------------
     def bridge_tun(self) -> BridgeProgram:
         flows = [*self.tun_classify(), *self.tun_from_int(), *self.tun_key_to_vlan(), *self.tun_learn(),
-                 *self.tun_unicast(), *self.tun_flood()]
+                 *self.tun_unicast(), *self.tun_arp_responder(), *self.tun_flood()]
         ports = [PortConfig("patch-int", PATCH_OFPORT, "patch", (("peer", "patch-tun"),), f"patch to {self.host.bridge_int}")]
         for t in self.tunnels:
             opts = (("key", "flow"), ("local_ip", self.host.vtep), ("remote_ip", t.remote_ip))
             ports.append(PortConfig(t.name, t.ofport, t.type, opts, f"{t.type} tunnel to {t.remote} {t.remote_ip}"))
-        return self._bridge(self.host.bridge_tun, "tun", self.graph.datapath_ids(self.host.name)[1], ports, flows)
+        return self._bridge(self.host.bridge_tun, "tun", self.graph.datapath_ids(self.host.name)[1], ports, flows,
+                            self.tun_groups())
 
     def bridge_int(self) -> BridgeProgram:
         flows = [*self.int_classify(), *self.int_from_vm(), *self.int_to_vm()]
@@ -185,7 +232,8 @@ class HostCompiler:
         ports.sort(key=lambda p: p.ofport)
         return self._bridge(self.host.bridge_int, "int", self.graph.datapath_ids(self.host.name)[0], ports, flows)
 
-    def _bridge(self, name: str, role: str, dpid: int, ports: list[PortConfig], flows: list[Flow]) -> BridgeProgram:
+    def _bridge(self, name: str, role: str, dpid: int, ports: list[PortConfig], flows: list[Flow],
+                groups: list[F.GroupEntry] = ()) -> BridgeProgram:  # type: ignore[assignment]
         pipeline: Pipeline = load_pipeline(role)
         program = [Flow(f.table, f.priority, f.match, f.actions, COOKIE_STATIC, f.hard_timeout, f.idle_timeout) for f in flows]
         program += pipeline.miss_flows(COOKIE_STATIC)
@@ -196,7 +244,12 @@ class HostCompiler:
             dups = sorted({str(k) for k in keys if keys.count(k) > 1})
             raise AssertionError(f"compiler emitted two flows with the same match and priority: {dups[:3]}")
         program.sort(key=Flow.sort_key)
-        return BridgeProgram(name, role, self.host.datapath_type, dpid, tuple(ports), tuple(program))
+        group_ids = {g.group_id for g in groups}
+        for f in program:
+            for a in f.actions:
+                if isinstance(a, F.Group) and a.group_id not in group_ids:
+                    raise AssertionError(f"flow outputs to group {a.group_id}, which the program does not define: {f}")
+        return BridgeProgram(name, role, self.host.datapath_type, dpid, tuple(ports), tuple(program), tuple(groups))
 
     def compile(self, datapath_type: str | None = None) -> HostProgram:
         bridges = (self.bridge_int(), self.bridge_tun())

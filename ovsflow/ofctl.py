@@ -24,6 +24,11 @@ def flow_lines(bridge: BridgeProgram, comments: bool = True) -> list[str]:
     return lines
 
 
+def group_lines(bridge: BridgeProgram) -> list[str]:
+    """Groups as `ovs-ofctl dump-groups` prints them (OpenFlow 1.4), for add-groups and comparisons."""
+    return [g.ofctl() for g in bridge.groups]
+
+
 def flow_file(bridge: BridgeProgram, header: str = "") -> str:
     head = [f"# {line}" if line else "#" for line in header.splitlines()] if header else []
     return "\n".join(head + flow_lines(bridge)) + "\n"

@@ -81,6 +81,35 @@ def load_flows(b: BridgeProgram) -> list[str]:
     ]
 
 
+def set_groups(b: BridgeProgram) -> list[str]:
+    """Groups before the flows that use them: add the missing, modify the changed, leave the same alone
+    (one atomic bundle). Every group on an ovsflow bridge is ovsflow's."""
+    if not b.groups:
+        return []
+    lines = [
+        f"# {b.name}: {len(b.groups)} flood groups (head-end replication lists), set before the flows use them.",
+        f"groups_now=$(ovs-ofctl -O OpenFlow14 dump-groups {b.name} | sed -n 's/^ *//p' | grep '^group_id=' || true)",
+        "group_mod() {  # $1 id, $2 group text: print the bundle line that makes the switch hold $2",
+        '  if printf \'%s\\n\' "$groups_now" | grep -qxF "$2"; then return 0; fi',
+        '  if printf \'%s\\n\' "$groups_now" | grep -q "^group_id=$1,"; then echo "group modify $2"; else echo "group add $2"; fi',
+        "}",
+        "changes=$(",
+    ]
+    lines += [f"  group_mod {g.group_id} {q(g.ofctl())}" for g in b.groups]
+    lines += [")", f'[ -z "$changes" ] || printf \'%s\\n\' "$changes" | ovs-ofctl -O OpenFlow14 bundle {b.name} -']
+    return lines
+
+
+def delete_stale_groups(b: BridgeProgram) -> list[str]:
+    wanted = " ".join(str(g.group_id) for g in b.groups)
+    return [
+        f"# Groups no flow uses any more (after the flows moved off them).",
+        f"for g in $(ovs-ofctl -O OpenFlow14 dump-groups {b.name} | sed -n 's/^ *group_id=\\([0-9]*\\),.*/\\1/p'); do",
+        f'  case " {wanted} " in *" $g "*) ;; *) ovs-ofctl -O OpenFlow14 del-groups {b.name} "group_id=$g" ;; esac',
+        "done",
+    ]
+
+
 def script_for(program: HostProgram, topo: Topology) -> str:
     int_b, tun_b = program.bridge("int"), program.bridge("tun")
     vlans = ", ".join(f"{n}={v}" for n, v in sorted(program.local_vlans.items(), key=lambda kv: kv[1])) or "none"
@@ -101,7 +130,10 @@ def script_for(program: HostProgram, topo: Topology) -> str:
         lines.append("")
     lines.append("# --- flows ---------------------------------------------------------------------------")
     for b in (int_b, tun_b):
+        lines += set_groups(b)
         lines += load_flows(b)
+        if b.role == "tun":
+            lines += delete_stale_groups(b)
         lines.append("")
     lines.append(f'echo "ovsflow: {program.host}: {int_b.name} {len(int_b.flows)} flows, {tun_b.name} {len(tun_b.flows)} flows"')
     return "\n".join(lines) + "\n"

@@ -104,11 +104,14 @@ def test_flood_goes_to_exactly_the_vteps_hosting_the_network() -> None:
                 assert vlan not in floods, f"{host}/{net.name} floods with nobody to flood to"
                 continue
             f = floods.pop(vlan)
-            assert F.SetField("tun_id", net.vni) in f.actions
-            outs = [by_ofport[a.port] for a in f.actions if isinstance(a, F.Output)]
+            assert f.actions == (F.PopVlan(), F.Group(net.vni))
+            group = {g.group_id: g for g in tun.groups}[net.vni]
+            assert all(b.actions[0] == F.SetField("tun_id", net.vni) for b in group.buckets)
+            outs = [by_ofport[b.actions[1].port] for b in group.buckets]
             assert {p.type for p in outs} == {net.tunnel}
             assert {dict(p.options)["remote_ip"] for p in outs} == {topo.hosts[h].vtep for h in remotes}
         assert not floods, f"flood flows for VLANs not on {host}: {floods}"
+        assert len(tun.groups) == sum(1 for n in graph.networks_on(host) if graph.remote_hosts(host, n.name))
     # tunnels: only to peers that share a network, one per (peer, type)
     tun1 = {p.name for p in compile_host(topo, "hv2", graph=graph).bridge("tun").ports if p.type != "patch"}
     assert tun1 == {"vxlan-c000020b", "vxlan-c000020d", "gre-c000020b", "gre-c000020d"}
@@ -201,3 +204,44 @@ def test_render_flows_format_and_bad_host(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "hosts.hv9: no such host (known: hv1, hv2, hv3)" in r.output
     r = CliRunner().invoke(main, ["render", str(DATA / "seed003-vxlan.yaml"), "--all-hosts", "--dry-run"])
     assert r.exit_code == 2 and "--output-dir" in r.output
+
+
+def test_l2pop_prepopulates_unicast_and_answers_arp_for_remote_ips_only() -> None:
+    topo = load_topology(DATA / "seed003-l2pop.yaml")
+    program = compile_host(topo, "hv1")
+    tun = program.bridge("tun")
+    blue, red = program.local_vlans["blue"], program.local_vlans["red"]
+    unicast = {(f.match_dict["dl_vlan"], f.match_dict["dl_dst"]): f for f in tun.flows if f.table == 20 and f.priority == 2}
+    # blue is l2pop: both remote VMs pre-installed, above learned flows; red (learn) has none
+    assert set(unicast) == {(blue, 0x020000000002), (blue, 0x020000000003)}
+    ports = {p.name: p for p in tun.ports}
+    f = unicast[(blue, 0x020000000002)]
+    assert f.actions[:2] == (F.PopVlan(), F.SetField("tun_id", 101))
+    assert dict(ports[next(p.name for p in tun.ports if p.ofport == f.actions[2].port)].options)["remote_ip"] == "192.0.2.12"
+    arp = {f.match_dict["arp_tpa"]: f for f in tun.flows if f.table == 21 and f.priority == 1}
+    assert set(arp) == {0xC6336401, 0xC6336402, 0xC6336403}  # 198.51.100.1-3
+    assert arp[0xC6336401].actions == ()  # the local VM answers for itself
+    reply = arp[0xC6336402].actions
+    assert F.SetField("arp_op", 2) in reply and F.SetField("arp_spa", 0xC6336402) in reply
+    assert F.SetField("eth_src", 0x020000000002) in reply and reply[-1] == F.Output(F.IN_PORT)
+    assert all(f.match_dict["dl_vlan"] == blue for f in arp.values())
+    to_responder = [f for f in tun.flows if f.table == 2 and any(a == F.GotoTable(21) for a in f.actions)]
+    assert len(to_responder) == 1 and to_responder[0].match_dict["dl_vlan"] == blue
+    assert red not in {f.match_dict.get("dl_vlan") for f in tun.flows if f.table in (20, 21)}
+
+
+def test_vtep_joining_a_network_changes_one_group_and_no_flow() -> None:
+    data = _seed_data()
+    before = {h: compile_host(load_topology_data(data), h) for h in ("hv1", "hv2")}
+    data["hosts"]["hv4"] = {"vtep": "192.0.2.14"}
+    data["hosts"]["hv1"]["vtep"] = "192.0.2.11"
+    data["ports"]["blue4"] = {"host": "hv4", "network": "blue", "mac": "02:00:00:00:00:04"}
+    after = {h: compile_host(load_topology_data(data), h) for h in ("hv1", "hv2")}
+    for h in before:
+        b, a = before[h].bridge("tun"), after[h].bridge("tun")
+        changed_groups = set(b.groups) ^ set(a.groups)
+        assert {g.group_id for g in changed_groups} == {101}
+        # the flows that change are only the new tunnel port's classify entry
+        added = set(a.flows) - set(b.flows)
+        assert set(b.flows) - set(a.flows) == set()
+        assert len(added) == 1 and next(iter(added)).table == 0

@@ -15,7 +15,7 @@ from ovsflow.compiler import compile_host
 from ovsflow.lab import netns as nsmod
 from ovsflow.lab.ovs import OvsInstance
 from ovsflow.model import load_topology, load_topology_data
-from ovsflow.ofctl import flow_file
+from ovsflow.ofctl import flow_file, group_lines
 from ovsflow.render import render_script
 
 pytestmark = pytest.mark.ovs
@@ -40,6 +40,11 @@ def diff_flows(ovs: OvsInstance, bridge, tmp_path: Path) -> subprocess.Completed
                           capture_output=True, text=True, env={**os.environ, **ovs.env}, timeout=30)
 
 
+def switch_groups(ovs: OvsInstance, bridge: str) -> list[str]:
+    out = ovs.ofctl("dump-groups", bridge)
+    return sorted(ln.strip() for ln in out.splitlines() if ln.strip().startswith("group_id="))
+
+
 def static_flows_with_age(ovs: OvsInstance, bridge: str) -> dict[str, float]:
     out = {}
     for line in ovs.dump_flows(bridge, stats=True):
@@ -49,7 +54,7 @@ def static_flows_with_age(ovs: OvsInstance, bridge: str) -> dict[str, float]:
     return out
 
 
-@pytest.mark.parametrize("variant", ["vxlan", "gre", "mixed"])
+@pytest.mark.parametrize("variant", ["vxlan", "gre", "mixed", "l2pop"])
 def test_seed003_render_loads_and_matches_every_host(ovs_factory, tmp_path: Path, variant: str) -> None:
     topo = load_topology(DATA / f"seed003-{variant}.yaml")
     for host in sorted(topo.hosts):
@@ -62,6 +67,7 @@ def test_seed003_render_loads_and_matches_every_host(ovs_factory, tmp_path: Path
         for bridge in program.bridges:
             d = diff_flows(ovs, bridge, tmp_path)
             assert d.returncode == 0 and d.stdout == "", f"{host} {bridge.name}:\n{d.stdout}{d.stderr}"
+            assert switch_groups(ovs, bridge.name) == sorted(group_lines(bridge)), (host, bridge.name)
             # ports got the OpenFlow numbers the flows use
             for p in bridge.ports:
                 assert ovs.vsctl("get", "Interface", p.name, "ofport").strip() == str(p.ofport), (host, p)
@@ -84,6 +90,8 @@ def test_second_run_changes_nothing_and_keeps_learned_and_foreign_flows(ovs, tmp
     ovs.ofctl("add-flow", tun.name, learned)
     ovs.ofctl("add-flow", tun.name, "cookie=0x99,table=30,priority=5,actions=drop")
     db_before = ovs.vsctl("--format=json", "--columns=name,ofport,options,type", "list", "Interface")
+    groups_before = switch_groups(ovs, tun.name)
+    assert len(groups_before) == 2
     before = static_flows_with_age(ovs, tun.name)
     time.sleep(1.0)
     second = run_script(ovs, script)
@@ -94,6 +102,7 @@ def test_second_run_changes_nothing_and_keeps_learned_and_foreign_flows(ovs, tmp
     for key, age in after.items():
         assert age >= before[key] + 0.9, f"flow was re-added (age {before[key]} -> {age}): {key}"
     assert ovs.vsctl("--format=json", "--columns=name,ofport,options,type", "list", "Interface") == db_before
+    assert switch_groups(ovs, tun.name) == groups_before
 
 
 def test_topology_change_removes_stale_ports_and_flows(ovs, tmp_path: Path) -> None:
@@ -117,6 +126,9 @@ def test_topology_change_removes_stale_ports_and_flows(ovs, tmp_path: Path) -> N
         assert d.returncode == 0 and d.stdout == "", d.stdout
         ports = set(ovs.vsctl("list-ports", bridge.name).split())
         assert ports == {p.name for p in bridge.ports}
+        assert switch_groups(ovs, bridge.name) == sorted(group_lines(bridge))
+    # red's flood group is gone, blue's group now replicates to hv2 only
+    assert [g.group_id for g in program2.bridge("tun").groups] == [101]
 
 
 def test_apply_without_dry_run_programs_the_switch(ovs, tmp_path: Path) -> None:
