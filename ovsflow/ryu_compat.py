@@ -10,6 +10,11 @@ runs it at start-up; it only registers an import hook: nothing is imported until
 Modern eventlet signals "the app already wrote the response" (websockets) through
 `WSGI_LOCAL.already_handled`, and iterates whatever the app returned, so the value we provide is an
 empty tuple: iterating it writes nothing, which is exactly what the old sentinel meant.
+
+The same hook registers ovsflow's command-line options when `ryu.flags` (Ryu's home of its own apps'
+options) is imported: ryu-manager parses the command line before it imports any app, so
+`ryu-manager ovsflow.app --ovsflow-topology FILE` needs them known by then. Without the `.pth`,
+`ovsflow.app` still registers them, usable from `--config-file` and the environment.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import sys
 from types import ModuleType
 
 TARGET = "eventlet.wsgi"
+FLAGS_MODULE = "ryu.flags"
 PTH_NAME = "ovsflow_ryu_compat.pth"
 # One line, executed by site.py at interpreter start-up; silent if ovsflow is not importable.
 PTH_LINE = (
@@ -33,15 +39,48 @@ def patch(module: ModuleType) -> None:
         module.ALREADY_HANDLED = ()  # type: ignore[attr-defined]
 
 
+def _opts() -> list:
+    from oslo_config import cfg
+
+    return [
+        cfg.StrOpt("ovsflow-topology", default=None,
+                   help="ovsflow topology file (YAML/JSON); fallback: $OVSFLOW_TOPOLOGY"),
+        cfg.FloatOpt("ovsflow-poll-interval", default=0.2,
+                     help="seconds between checks of the topology file for changes (0: never)"),
+    ]
+
+
+def register_flags(conf=None, cli: bool = True) -> None:  # type: ignore[no-untyped-def]
+    """Register ovsflow's options on Ryu's CONF (idempotent; CLI only before parsing)."""
+    if conf is None:
+        from ryu import cfg
+
+        conf = cfg.CONF
+    if "ovsflow_topology" in conf:
+        return
+    if cli:
+        conf.register_cli_opts(_opts())
+    else:
+        conf.register_opts(_opts())
+
+
+def _after_flags(module: ModuleType) -> None:
+    register_flags(getattr(module, "CONF", None))
+
+
+_AFTER = {TARGET: patch, FLAGS_MODULE: _after_flags}
+
+
 class _Finder:
-    """Finds `eventlet.wsgi` like the normal path finder does and patches it once executed.
+    """Finds `eventlet.wsgi`/`ryu.flags` like the path finder does; runs our hook once executed.
 
     A plain class (sys.meta_path only needs `find_spec`): importing importlib.abc at every
     interpreter start would cost more than this whole module.
     """
 
     def find_spec(self, fullname, path, target=None):  # type: ignore[no-untyped-def]
-        if fullname != TARGET:
+        after = _AFTER.get(fullname)
+        if after is None:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
@@ -51,19 +90,22 @@ class _Finder:
 
         def exec_module(module: ModuleType) -> None:
             original(module)
-            patch(module)
+            after(module)
 
         loader.exec_module = exec_module  # type: ignore[method-assign]  # per-spec loader object
         return spec
 
 
 def install() -> None:
-    """Idempotent: patch `eventlet.wsgi` now if loaded, else when it first gets imported."""
-    loaded = sys.modules.get(TARGET)
-    if loaded is not None:
-        patch(loaded)
-        return
-    if not any(isinstance(f, _Finder) for f in sys.meta_path):
+    """Idempotent: run each hook now for modules already loaded, else when first imported."""
+    pending = False
+    for name, after in _AFTER.items():
+        loaded = sys.modules.get(name)
+        if loaded is not None:
+            after(loaded)
+        else:
+            pending = True
+    if pending and not any(isinstance(f, _Finder) for f in sys.meta_path):
         sys.meta_path.insert(0, _Finder())
 
 

@@ -1,0 +1,297 @@
+"""The live controller: `ryu-manager ovsflow.app --ovsflow-topology FILE`.
+
+It compiles the topology with the same compiler `ovsflow render` uses, and keeps every switch it
+knows (by datapath id: BridgeProgram.datapath_id) equal to that program:
+
+- on connect it reads the switch's ovsflow flows (cookie-filtered) and groups, diffs them against
+  the program (`reconcile.plan`) and sends only the difference, as one atomic, ordered bundle
+  (OpenFlow 1.4; the ONF extension on 1.3) followed by a barrier. A switch that is already right
+  gets no flow-mod at all, so a controller restart costs no traffic: bridges are fail_mode secure
+  and keep their flows while it is away;
+- on SIGHUP or when the topology file changes it reloads: an invalid file is rejected with one
+  log line and the running program stays; a valid one is pushed, concurrently, to the connected
+  switches whose program changed (the others get nothing);
+- it never touches flows without the ovsflow cookie, and keeps the flows learn() added.
+
+The topology comes from `--ovsflow-topology` (or `ovsflow_topology` in a `--config-file`), else the
+environment variable OVSFLOW_TOPOLOGY. Logs say, per switch, what happened and how long it took.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from . import ryu_compat
+
+ryu_compat.install()  # no-op under ryu-manager with the .pth; covers imports in other processes
+
+from ryu import cfg  # noqa: E402
+from ryu.base import app_manager  # noqa: E402
+from ryu.controller import ofp_event  # noqa: E402
+from ryu.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls  # noqa: E402
+from ryu.lib import hub  # noqa: E402
+from ryu.ofproto import ofproto_v1_3, ofproto_v1_4  # noqa: E402
+
+from . import reconcile as RC  # noqa: E402
+from . import ryu_encode as R  # noqa: E402
+from .compiler import compile_all  # noqa: E402
+from .flow import Flow, GroupEntry  # noqa: E402
+from .model import load_topology  # noqa: E402
+from .program import COOKIE_BASE, COOKIE_MASK  # noqa: E402
+
+ryu_compat.register_flags(cfg.CONF, cli=False)  # config-file/env use when the .pth did not run
+LOG = logging.getLogger("ovsflow.app")
+ENV_TOPOLOGY = "OVSFLOW_TOPOLOGY"
+REQUEST_TIMEOUT = 60.0
+SEND_CHUNK = 1 << 20  # bytes of serialized messages handed to Ryu's send queue at once
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one datapath must hold (flows and groups in canonical form)."""
+
+    host: str
+    bridge: str
+    flows: tuple[Flow, ...]
+    groups: tuple[GroupEntry, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.host}/{self.bridge}"
+
+
+def topology_path() -> str | None:
+    return getattr(cfg.CONF, "ovsflow_topology", None) or os.environ.get(ENV_TOPOLOGY) or None
+
+
+def load_targets(path: str) -> dict[int, Target]:
+    """Compile every host of the topology; raises on any problem (the caller keeps the old one)."""
+    topo = load_topology(path)
+    targets: dict[int, Target] = {}
+    for host, hp in compile_all(topo).items():
+        for b in hp.bridges:
+            if b.datapath_id in targets:
+                other = targets[b.datapath_id]
+                raise ValueError(f"datapath id {b.datapath_id:#x} used by {other.label} and {host}/{b.name}")
+            targets[b.datapath_id] = Target(
+                host, b.name, tuple(R.canonical_flow(f) for f in b.flows),
+                tuple(R.canonical_group(g) for g in b.groups),
+            )
+    return targets
+
+
+def one_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return f"{type(exc).__name__}: " + ("; ".join(lines) if lines else repr(exc))
+
+
+class _Waiter:
+    def __init__(self) -> None:
+        self.event = hub.Event()
+        self.body: list[Any] = []
+        self.error: str | None = None
+
+
+class OvsflowApp(app_manager.RyuApp):
+    """Programs br-int/br-tun of every host in the topology by diffing, in bundles."""
+
+    OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION, ofproto_v1_4.OFP_VERSION]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.path = topology_path()
+        self.targets: dict[int, Target] = {}
+        self.datapaths: dict[int, Any] = {}
+        self.locks: dict[int, Any] = {}
+        self.waiters: dict[tuple[int, int], _Waiter] = {}
+        self.async_errors: dict[int, list[str]] = {}
+        self.bundle_ids = itertools.count(1)
+        self._stamp: tuple | None = None
+        self._hup = False
+        if self.path is None:
+            LOG.error("ovsflow: no topology: pass --ovsflow-topology FILE (or ovsflow_topology in a "
+                      "--config-file, or $%s); switches will be left untouched", ENV_TOPOLOGY)
+        else:
+            self.reload("start")
+        try:
+            signal.signal(signal.SIGHUP, self._on_hup)
+        except ValueError:  # not the main thread (imported elsewhere): file polling still works
+            pass
+
+    def start(self) -> Any:
+        thread = super().start()
+        interval = getattr(cfg.CONF, "ovsflow_poll_interval", 0.2) or 0
+        if self.path is not None:
+            self.threads.append(hub.spawn(self._watch, max(interval, 0.0)))
+        return thread
+
+    # --- topology -------------------------------------------------------------------------------
+    def _file_stamp(self) -> tuple | None:
+        try:
+            st = os.stat(self.path)  # type: ignore[arg-type]
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _on_hup(self, signum: int, frame: Any) -> None:
+        self._hup = True
+
+    def _watch(self, interval: float) -> None:
+        while True:
+            hub.sleep(interval or 0.5)
+            if self._hup:
+                self._hup = False
+                self.reload("SIGHUP")
+            elif interval and self._file_stamp() != self._stamp:
+                self.reload("file change")
+
+    def reload(self, why: str) -> bool:
+        """Load and compile the topology; on success push it to the switches whose program changed."""
+        t0 = time.monotonic()
+        self._stamp = self._file_stamp()
+        try:
+            new = load_targets(self.path)  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - any failure keeps the running program
+            LOG.error("ovsflow: topology %s rejected (%s), keeping the running program (%d bridges): %s",
+                      self.path, why, len(self.targets), one_line(exc))
+            return False
+        changed = [dpid for dpid in set(new) | set(self.targets) if new.get(dpid) != self.targets.get(dpid)]
+        self.targets = new
+        n_flows = sum(len(t.flows) for t in new.values())
+        todo = sorted(d for d in changed if d in self.datapaths)
+        LOG.info("ovsflow: topology %s loaded (%s): %d bridges, %d flows, compiled in %.1f ms; "
+                 "%d connected switches to update", self.path, why, len(new), n_flows,
+                 (time.monotonic() - t0) * 1000, len(todo))
+        for dpid in todo:
+            hub.spawn(self._reconcile_safe, self.datapaths[dpid], why)
+        return True
+
+    # --- switches --------------------------------------------------------------------------------
+    @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
+    def _state_change(self, ev: Any) -> None:
+        dp = ev.datapath
+        if dp.id is None:
+            return
+        if ev.state == MAIN_DISPATCHER:
+            self.datapaths[dp.id] = dp
+            target = self.targets.get(dp.id)
+            version = {ofproto_v1_3.OFP_VERSION: "1.3", ofproto_v1_4.OFP_VERSION: "1.4"}.get(dp.ofproto.OFP_VERSION)
+            LOG.info("ovsflow: switch %016x (%s) connected from %s, OpenFlow %s", dp.id,
+                     target.label if target else "not in topology", dp.address, version)
+            hub.spawn(self._reconcile_safe, dp, "connect")
+        elif self.datapaths.get(dp.id) is dp:
+            del self.datapaths[dp.id]
+            LOG.info("ovsflow: switch %016x disconnected", dp.id)
+            for (dpid, _), w in list(self.waiters.items()):
+                if dpid == dp.id:
+                    w.error = "switch disconnected"
+                    w.event.set()
+
+    @set_ev_cls([ofp_event.EventOFPFlowStatsReply, ofp_event.EventOFPGroupDescStatsReply], MAIN_DISPATCHER)
+    def _multipart_reply(self, ev: Any) -> None:
+        msg = ev.msg
+        w = self.waiters.get((msg.datapath.id, msg.xid))
+        if w is not None:
+            w.body.extend(msg.body)
+            if not msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE:
+                w.event.set()
+
+    @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    def _barrier_reply(self, ev: Any) -> None:
+        w = self.waiters.get((ev.msg.datapath.id, ev.msg.xid))
+        if w is not None:
+            w.event.set()
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def _error(self, ev: Any) -> None:
+        msg = ev.msg
+        text = f"OpenFlow error type={msg.type} code={msg.code} xid={msg.xid}"
+        w = self.waiters.get((msg.datapath.id, msg.xid))
+        if w is not None:
+            w.error = text
+            w.event.set()
+        else:
+            self.async_errors.setdefault(msg.datapath.id, []).append(text)
+
+    def _request(self, dp: Any, msg: Any) -> list[Any]:
+        """Send a request and wait for its (complete, multipart) reply or barrier reply."""
+        dp.set_xid(msg)
+        w = _Waiter()
+        self.waiters[(dp.id, msg.xid)] = w
+        try:
+            dp.send_msg(msg)
+            if not w.event.wait(timeout=REQUEST_TIMEOUT):
+                raise TimeoutError(f"no reply to {type(msg).__name__} within {REQUEST_TIMEOUT:.0f} s")
+            if w.error:
+                raise RuntimeError(w.error)
+            return w.body
+        finally:
+            self.waiters.pop((dp.id, msg.xid), None)
+
+    # --- reconcile -------------------------------------------------------------------------------
+    def _reconcile_safe(self, dp: Any, why: str) -> None:
+        try:
+            self.reconcile(dp, why)
+        except Exception as exc:  # noqa: BLE001 - one switch's failure must not stop the others
+            LOG.error("ovsflow: switch %016x: reconcile (%s) failed: %s", dp.id, why, one_line(exc))
+
+    def reconcile(self, dp: Any, why: str) -> RC.Plan | None:
+        lock = self.locks.setdefault(dp.id, hub.BoundedSemaphore(1))
+        with lock:
+            target = self.targets.get(dp.id)
+            if target is None:
+                LOG.warning("ovsflow: switch %016x is not in the topology: left untouched", dp.id)
+                return None
+            ofp, parser = dp.ofproto, dp.ofproto_parser
+            t0 = time.monotonic()
+            stats = self._request(dp, parser.OFPFlowStatsRequest(
+                dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, COOKIE_BASE, COOKIE_MASK))
+            gdesc = self._request(dp, parser.OFPGroupDescStatsRequest(dp, 0))
+            t1 = time.monotonic()
+            actual = []
+            for s in stats:
+                try:
+                    actual.append(R.flow_from_stats(ofp, s))
+                except (R.EncodeError, KeyError) as exc:
+                    LOG.warning("ovsflow: switch %016x: cannot read flow %s: %s", dp.id, s, exc)
+            groups = [R.group_from_desc(ofp, g) for g in gdesc]
+            plan = RC.plan(target.flows, actual, target.groups, groups)
+            t2 = time.monotonic()
+            if not plan.empty:
+                self._apply(dp, plan)
+            t3 = time.monotonic()
+            LOG.info("ovsflow: switch %016x (%s) %s: %s %s flows=%d; read %.1f ms (%d entries), diff %.1f ms, "
+                     "bundle %.1f ms, total %.1f ms", dp.id, target.label, why,
+                     "in sync," if plan.empty else "updated,", plan.summary(), len(target.flows),
+                     (t1 - t0) * 1000, len(stats), (t2 - t1) * 1000, (t3 - t2) * 1000, (t3 - t0) * 1000)
+            return plan
+
+    def _apply(self, dp: Any, plan: RC.Plan) -> None:
+        """Send the plan as one bundle, then a barrier; raise if the switch rejected it."""
+        msgs = []
+        for kind, command, item in RC.ordered_changes(plan):
+            if kind == "flow":
+                msgs.append(R.flow_mod(dp, item, command))  # type: ignore[arg-type]
+            else:
+                msgs.append(R.group_mod(dp, item, command))  # type: ignore[arg-type]
+        self.async_errors.pop(dp.id, None)
+        buf = bytearray()
+        for m in R.bundle(dp, next(self.bundle_ids) & 0xFFFFFFFF, msgs):
+            dp.set_xid(m)
+            m.serialize()
+            buf += m.buf
+            if len(buf) >= SEND_CHUNK:
+                dp.send(bytes(buf))
+                buf = bytearray()
+        if buf:
+            dp.send(bytes(buf))
+        self._request(dp, dp.ofproto_parser.OFPBarrierRequest(dp))
+        errors = self.async_errors.pop(dp.id, [])
+        if errors:
+            raise RuntimeError(f"switch rejected the bundle (nothing applied): {'; '.join(errors[:3])}")
