@@ -1,0 +1,30 @@
+"""The benchmarks run (tiny sizes) in every test run, so they never rot. Not a timed test."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_render_benchmark_quick(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "bench", "render", "--quick", "--results-dir", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "== render: tiny: 3 hosts/4 nets/24 ports" in proc.stdout
+    assert "br-tun flows / Neutron formula" in proc.stdout
+    [result] = list(tmp_path.glob("*-quick.json"))
+    rows = json.loads(result.read_text())["rows"]
+    assert [r["raw"]["size"] for r in rows] == ["tiny", "small"]
+    for r in rows:
+        raw = r["raw"]
+        assert raw["flows_tun"] > 0 and raw["neutron_formula_tun"] == 15 + raw["tunnels"] + 2 * raw["local_networks"]
+        assert all(t > 0 for t in raw["render_one_s"]) and raw["peak_rss_mb"] > 0
+
+
+def test_unknown_benchmark_is_one_line_error() -> None:
+    proc = subprocess.run([sys.executable, "-m", "bench", "nope"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "unknown benchmark" in proc.stderr
