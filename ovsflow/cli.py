@@ -98,6 +98,25 @@ def render(topology: str, host: str | None, all_hosts: bool, output_dir: str | N
         _fail(f"applying the program of host {host} failed (exit {proc.returncode}); see the messages above", 1)
 
 
+@main.command()
+@click.option("--bridge", type=click.Choice(["int", "tun", "both"]), default="both", show_default=True)
+def pipeline(bridge: str) -> None:
+    """Print the declared pipeline (pipelines/*.yaml): tables, what they match, where they go."""
+    import textwrap
+
+    from .pipeline import load_pipeline
+
+    for role in ("int", "tun") if bridge == "both" else (bridge,):
+        p = load_pipeline(role)
+        click.echo(f"br-{role}: {p.description}")
+        for t in sorted(p.tables.values(), key=lambda t: t.id):
+            miss = "drop" if t.miss_goto is None else f"goto {t.miss_goto}"
+            nxt = ", ".join(map(str, t.next)) or "-"
+            click.echo(f"  {t.id:>3} {t.name:<14} next: {nxt:<12} miss: {miss:<8} match: {', '.join(sorted(t.match)) or '-'}")
+            click.echo(textwrap.fill(t.purpose, 100, initial_indent=" " * 8, subsequent_indent=" " * 8))
+        click.echo("")
+
+
 def _register_optional() -> None:
     """The lab lives in its own subpackage; register it when present."""
     import importlib.util

@@ -245,3 +245,14 @@ def test_vtep_joining_a_network_changes_one_group_and_no_flow() -> None:
         added = set(a.flows) - set(b.flows)
         assert set(b.flows) - set(a.flows) == set()
         assert len(added) == 1 and next(iter(added)).table == 0
+
+
+def test_pipeline_command_prints_every_declared_table() -> None:
+    from click.testing import CliRunner
+    from ovsflow.cli import main
+
+    r = CliRunner().invoke(main, ["pipeline"])
+    assert r.exit_code == 0, r.output
+    for role in ("int", "tun"):
+        for t in load_pipeline(role).tables.values():
+            assert f" {t.id:>3} {t.name} " in r.output.replace("  ", " ") or f"{t.id:>3} {t.name}" in r.output
