@@ -15,15 +15,19 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ovsflow.compiler import compile_host
 from ovsflow.evaluator import Host, Load, Result
 from ovsflow.flow import Output
 from ovsflow.flow import format_mac
-from ovsflow.model import load_topology
+from ovsflow.model import load_topology, load_topology_data
 from ovsflow.ofctl import flow_lines
 from ovsflow.packet import BROADCAST, ETH_TYPE_ARP, Frame, mac
 from ovsflow.program import HostProgram
+
+from test_properties import MAC_POOL, topologies  # the same random topologies
 
 DATA = Path(__file__).parent / "data"
 PROTOCOLS = "OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15"
@@ -32,7 +36,9 @@ pytestmark = pytest.mark.ovs
 
 
 def load(ovs, program: HostProgram) -> None:
-    """Bridges, every port (VM ports as internal ports so they exist), flows in one bundle each."""
+    """Bridges, every port (VM ports as internal ports so they exist), flows in one bundle each.
+    Bridges of an earlier load are deleted first, so one OVS serves many examples."""
+    ovs.vsctl(*[a for b in program.bridges for a in ("--", "--if-exists", "del-br", b.name)][1:])
     for b in program.bridges:
         args = ["add-br", b.name, "--", "set", "Bridge", b.name, f"datapath_type={b.datapath_type}",
                 "fail_mode=secure", f"protocols={PROTOCOLS}"]
@@ -175,3 +181,46 @@ def test_evaluator_agrees_with_ofproto_trace(ovs, variant: str):
         f = by_dst[(vlan, mac(dst))]
         assert f.actions == (Load("vlan_tci", 0), Load("tun_id", topo.networks[net].vni),
                              Output(tunnel_from(src, net))), f
+
+
+def compare(ovs, host: Host, patch: dict[str, set[int]], bridge: str, in_port: int, frame: Frame,
+            what: str) -> None:
+    mine = evaluator_view(host.inject_ofport(bridge, in_port, frame))
+    text = ovs.appctl("ofproto/trace", bridge, trace_spec(frame, in_port), "-generate")
+    theirs = parse_trace(text, patch)
+    assert theirs[0], f"{what}: parsed no table lookups from\n{text}"
+    assert mine == theirs, f"{what}: evaluator {mine}\nOVS {theirs}\n{text}"
+
+
+@settings(max_examples=6, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=topologies(), pick=st.integers(0, 4))
+def test_evaluator_agrees_with_ovs_on_random_topologies(ovs, data: dict, pick: int):
+    """Random topology, one of its hosts in OVS: tunnel arrivals with every key (and an unknown
+    one), then broadcasts, ARP and unicasts from every local VM, traced by both, in order."""
+    topo = load_topology_data(data, source="hypothesis")
+    name = sorted(topo.hosts)[pick % len(topo.hosts)]
+    program = compile_host(topo, name, "netdev")
+    load(ovs, program)
+    host = Host(program)
+    patch = {b.name: {p.ofport for p in b.ports if p.type == "patch"} for b in program.bridges}
+    br_int, br_tun = program.bridge("int"), program.bridge("tun")
+    keys = sorted({n.vni for n in topo.networks.values()} | {0x999})
+    for tp in br_tun.ports:
+        if tp.type == "patch":
+            continue
+        for i, key in enumerate(keys):
+            src = MAC_POOL[i % len(MAC_POOL)]
+            frame = replace(Frame.ethernet(src, BROADCAST), tun_id=key)
+            compare(ovs, host, patch, br_tun.name, tp.ofport, frame, f"{tp.name} key {key:#x}")
+    for p in sorted(topo.ports.values(), key=lambda p: p.name):
+        if p.host != name:
+            continue
+        ofport = br_int.port(p.iface).ofport
+        frames = [Frame.ethernet(p.mac, BROADCAST), Frame.arp_request(p.mac, p.ip, "198.51.100.9")]
+        frames += [Frame.ethernet(p.mac, m) for m in MAC_POOL[:3] if m != p.mac]
+        for f in frames:
+            compare(ovs, host, patch, br_int.name, ofport, f, f"{p.name}: {f}")
+    expected = ovs.workdir / "expected-tun.flows"
+    expected.write_text("".join(f"{f}\n" for f in host.bridge("tun").flows()))
+    assert ovs.ofctl("diff-flows", ovs.mgmt(br_tun.name), str(expected)).strip() == ""
