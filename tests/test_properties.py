@@ -24,7 +24,7 @@ from ovsflow.compiler import compile_host
 from ovsflow.evaluator import Fabric, FabricResult
 from ovsflow.model import Topology, load_topology_data
 from ovsflow.ofctl import flow_lines
-from ovsflow.packet import BROADCAST, Frame, mac
+from ovsflow.packet import BROADCAST, Frame
 from ovsflow.program import HostProgram
 
 TUNNELS = ["vxlan", "gre", "geneve"]
