@@ -28,3 +28,18 @@ def test_render_benchmark_quick(tmp_path: Path) -> None:
 def test_unknown_benchmark_is_one_line_error() -> None:
     proc = subprocess.run([sys.executable, "-m", "bench", "nope"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "unknown benchmark" in proc.stderr
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.ovs
+def test_install_benchmark_quick(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "bench", "install", "--quick", "--results-dir", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    [result] = list(tmp_path.glob("*-quick.json"))
+    [row] = json.loads(result.read_text())["rows"]
+    raw = row["raw"]
+    assert row["figures"]["flows on the switch after the last load"] == raw["flows"] > 2000
+    assert all(len(v) == 2 and min(v) > 0 for v in raw["times"].values())
