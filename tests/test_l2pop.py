@@ -115,13 +115,13 @@ def test_l2pop_arp_for_a_remote_vm_is_answered_locally_and_never_reaches_the_und
     assert (reply.arp_tha, reply.arp_tpa) == (mac(a.mac), ipv4(a.ip)), reply
     assert reply.vlan is None, f"VM got a tagged reply: {reply}"
     # The answer came from the asker's own br-tun ARP responder (table 21), nowhere else.
-    assert {h for h, b, t21, f in res.trace.hits() if t21 == 21 and f is not None} == {a.host}, res.trace
+    assert {h for h, b, t21, f in res.trace.hits() if t21 == 21 and f is not None} == {a.host}, f"\n{res.trace}"
 
 
 def test_learn_mode_arp_for_a_remote_vm_floods_to_every_remote_vtep(seed: Scenario):
     res = seed.arp_request("red1", seed.topo.ports["red2"].ip)
-    assert hops(res) == [("hv1", "192.0.2.12", "gre", 102), ("hv1", "192.0.2.13", "gre", 102)], res.trace
-    assert seed.receivers(res) == ["red2", "red3"], res.trace
+    assert hops(res) == [("hv1", "192.0.2.12", "gre", 102), ("hv1", "192.0.2.13", "gre", 102)], f"\n{res.trace}"
+    assert seed.receivers(res) == ["red2", "red3"], f"\n{res.trace}"
     for e in res.deliveries:  # the request itself, not an answer from a switch
         assert (e.frame.arp_op, e.frame.eth_dst) == (ARP_REQUEST, BROADCAST), e
 
@@ -131,8 +131,8 @@ def test_l2pop_arp_for_a_vm_on_the_same_host_is_delivered_once_and_not_tunnelled
     data["ports"]["blue4"] = {"host": "hv1", "network": "blue", "mac": "02:00:00:00:00:04", "ip": "198.51.100.4"}
     sc = Scenario(load_topology_data(data, source="seed003-l2pop + blue4 on hv1"))
     res = sc.arp_request("blue1", "198.51.100.4")
-    assert res.tunnel_hops == [], res.trace
-    assert sc.receivers(res) == ["blue4"], res.trace  # br-int's copy; br-tun answers nothing for it
+    assert res.tunnel_hops == [], f"\n{res.trace}"
+    assert sc.receivers(res) == ["blue4"], f"\n{res.trace}"  # br-int's copy; br-tun answers nothing for it
     assert res.deliveries[0].frame.arp_op == ARP_REQUEST
 
 
@@ -142,10 +142,10 @@ def test_l2pop_arp_for_a_vm_on_the_same_host_is_delivered_once_and_not_tunnelled
 @pytest.mark.parametrize("asker", ["blue1", "blue2", "blue3"])
 def test_l2pop_arp_for_an_unknown_ip_floods_once_per_remote_vtep(seed: Scenario, asker: str):
     res = seed.arp_request(asker, UNKNOWN_IP)
-    assert hops(res) == seed.expected_flood(asker), res.trace
-    assert len(hops(res)) == 2 and all(h[2:] == ("vxlan", 101) for h in hops(res)), res.trace
+    assert hops(res) == seed.expected_flood(asker), f"\n{res.trace}"
+    assert len(hops(res)) == 2 and all(h[2:] == ("vxlan", 101) for h in hops(res)), f"\n{res.trace}"
     others = sorted({"blue1", "blue2", "blue3"} - {asker})
-    assert seed.receivers(res) == others, res.trace
+    assert seed.receivers(res) == others, f"\n{res.trace}"
     for e in res.deliveries:
         assert (e.frame.arp_op, e.frame.arp_tpa) == (ARP_REQUEST, ipv4(UNKNOWN_IP)), e
 
@@ -157,8 +157,8 @@ def test_l2pop_arp_for_an_unknown_ip_floods_once_per_remote_vtep(seed: Scenario,
 def test_l2pop_first_unicast_takes_exactly_one_tunnel(seed: Scenario, src: str, dst: str):
     s, d = seed.topo.ports[src], seed.topo.ports[dst]
     res = seed.unicast(src, dst)  # nothing learned anywhere yet
-    assert hops(res) == [(s.host, seed.vtep(d.host), "vxlan", 101)], res.trace
-    assert seed.receivers(res) == [dst], res.trace
+    assert hops(res) == [(s.host, seed.vtep(d.host), "vxlan", 101)], f"\n{res.trace}"
+    assert seed.receivers(res) == [dst], f"\n{res.trace}"
     assert all(f.cookie == COOKIE_LEARNED for _, f in res.learned)
     sender_learned = seed.fabric.hosts[s.host].bridge("tun").flows(table=20, cookie=COOKIE_LEARNED)
     assert sender_learned == [], "no learned flow on the sender may explain the single hop"
@@ -167,8 +167,8 @@ def test_l2pop_first_unicast_takes_exactly_one_tunnel(seed: Scenario, src: str, 
 def test_learn_mode_first_unicast_floods(seed: Scenario):
     """The contrast: without l2pop the first unicast goes to every VTEP of the network."""
     res = seed.unicast("red1", "red2")
-    assert hops(res) == [("hv1", "192.0.2.12", "gre", 102), ("hv1", "192.0.2.13", "gre", 102)], res.trace
-    assert seed.receivers(res) == ["red2"], res.trace
+    assert hops(res) == [("hv1", "192.0.2.12", "gre", 102), ("hv1", "192.0.2.13", "gre", 102)], f"\n{res.trace}"
+    assert seed.receivers(res) == ["red2"], f"\n{res.trace}"
 
 
 def test_l2pop_entry_wins_over_a_conflicting_learned_entry(seed: Scenario):
@@ -185,7 +185,7 @@ def test_l2pop_entry_wins_over_a_conflicting_learned_entry(seed: Scenario):
     res = seed.unicast("blue1", "blue2")
     assert hops(res) == [("hv1", "192.0.2.12", "vxlan", 101)], \
         f"the learned entry (to hv3) overrode the l2pop entry (to hv2):\n{res.trace}"
-    assert seed.receivers(res) == ["blue2"], res.trace
+    assert seed.receivers(res) == ["blue2"], f"\n{res.trace}"
 
 
 def test_learn_mode_learned_entry_is_what_unicast_follows(seed: Scenario):
@@ -194,10 +194,10 @@ def test_learn_mode_learned_entry_is_what_unicast_follows(seed: Scenario):
     red2 = seed.topo.ports["red2"]
     to_hv3 = seed.tunnel_ofport("hv1", "hv3", "gre")
     r = hv1.inject_ofport(hv1.bridge("tun").name, to_hv3, Frame(mac(red2.mac), BROADCAST, tun_id=102))
-    assert any(f.match_dict.get("dl_dst") == mac(red2.mac) for f in r.learned), r.trace
+    assert any(f.match_dict.get("dl_dst") == mac(red2.mac) for f in r.learned), f"\n{r.trace}"
     res = seed.unicast("red1", "red2")
-    assert hops(res) == [("hv1", "192.0.2.13", "gre", 102)], res.trace
-    assert seed.receivers(res) == [], res.trace  # hv3 has no red2: black-holed, as learning implies
+    assert hops(res) == [("hv1", "192.0.2.13", "gre", 102)], f"\n{res.trace}"
+    assert seed.receivers(res) == [], f"\n{res.trace}"  # hv3 has no red2: black-holed, as learning implies
 
 
 # --- 4. head-end replication only to VTEPs hosting the network --------------------------------
@@ -234,9 +234,9 @@ def test_l2pop_broadcast_is_replicated_once_per_remote_vtep_hosting_it_and_no_ot
     sc.tunnel_ofport(p.host, "hv4", "vxlan")
     res = sc.send(sender, BROADCASTS[kind](p))
     remote = sorted({"hv1", "hv2", "hv3"} - {p.host})
-    assert hops(res) == sorted((p.host, sc.vtep(h), "vxlan", 101) for h in remote), res.trace
-    assert "192.0.2.14" not in {e.remote_ip for e in res.tunnel_hops}, res.trace
-    assert sc.receivers(res) == sorted({"blue1", "blue2", "blue3"} - {sender}), res.trace
+    assert hops(res) == sorted((p.host, sc.vtep(h), "vxlan", 101) for h in remote), f"\n{res.trace}"
+    assert "192.0.2.14" not in {e.remote_ip for e in res.tunnel_hops}, f"\n{res.trace}"
+    assert sc.receivers(res) == sorted({"blue1", "blue2", "blue3"} - {sender}), f"\n{res.trace}"
     # The replication list is the group: one bucket per remote blue VTEP, each with blue's key.
     group = sc.fabric.hosts[p.host].bridge("tun").groups[101]
     assert group.type == "all" and len(group.buckets) == 2, group.ofctl()
@@ -244,8 +244,8 @@ def test_l2pop_broadcast_is_replicated_once_per_remote_vtep_hosting_it_and_no_ot
 
 def test_learn_mode_broadcast_reaches_the_bystander_that_hosts_it(with_bystander: Scenario):
     res = with_bystander.arp_request("red1", UNKNOWN_IP)
-    assert hops(res) == [("hv1", v, "gre", 102) for v in ("192.0.2.12", "192.0.2.13", "192.0.2.14")], res.trace
-    assert with_bystander.receivers(res) == ["red2", "red3", "red4"], res.trace
+    assert hops(res) == [("hv1", v, "gre", 102) for v in ("192.0.2.12", "192.0.2.13", "192.0.2.14")], f"\n{res.trace}"
+    assert with_bystander.receivers(res) == ["red2", "red3", "red4"], f"\n{res.trace}"
 
 
 def test_l2pop_tunnels_carry_only_blue_keys_across_a_whole_conversation(with_bystander: Scenario):
@@ -256,6 +256,6 @@ def test_l2pop_tunnels_carry_only_blue_keys_across_a_whole_conversation(with_bys
                sc.unicast("blue3", "blue1"), sc.send("blue2", Frame.ethernet("02:00:00:00:00:02", BROADCAST))]
     for res in results:
         for e in res.tunnel_hops:
-            assert e.type in TUNNEL_TYPES and (e.type, e.tun_id) == ("vxlan", 101), res.trace
-            assert e.remote_ip in {"192.0.2.11", "192.0.2.12", "192.0.2.13"}, res.trace
+            assert e.type in TUNNEL_TYPES and (e.type, e.tun_id) == ("vxlan", 101), f"\n{res.trace}"
+            assert e.remote_ip in {"192.0.2.11", "192.0.2.12", "192.0.2.13"}, f"\n{res.trace}"
     assert [len(r.tunnel_hops) for r in results] == [0, 1, 1, 2]
