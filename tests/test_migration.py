@@ -140,6 +140,25 @@ def test_a_move_changes_exactly_the_affected_hosts(move: Move):
     assert set(HOSTS) - on_net, "the scenario needs at least one host off the network"
 
 
+@pytest.mark.parametrize("move", MOVES, ids=str)
+def test_a_move_touches_only_location_flows_on_the_hosts_that_share_the_network(move: Move):
+    """On a host that neither loses nor gains the VM, br-int is untouched and br-tun changes only in
+    table 0 (a tunnel port added or removed), table 20 (l2pop: the moved MAC's entry) and the flood group."""
+    before, after = topology(), topology(move)
+    old, moved_mac = before.ports[move.port].host, mac(before.ports[move.port].mac)
+    l2pop = before.networks[before.ports[move.port].network].mode == "l2pop"
+    p0, p1 = programs(before), programs(after)
+    for h in sorted(move.changed - {old, move.to}):
+        assert p0[h].bridge("int") == p1[h].bridge("int"), f"{h}: br-int changed"
+        f0, f1 = set(p0[h].bridge("tun").flows), set(p1[h].bridge("tun").flows)
+        diff = f0 ^ f1
+        assert {f.table for f in diff} <= ({0, 20} if l2pop else {0}), \
+            f"{h}: unexpected br-tun changes:\n" + "\n".join(sorted(map(str, diff)))
+        t20 = [f for f in diff if f.table == 20]
+        assert all(f.match_dict.get("dl_dst") == moved_mac for f in t20), t20
+        assert len([f for f in t20 if f in f1]) == (1 if l2pop else 0), t20
+
+
 @pytest.mark.parametrize("move", L2POP_MOVES, ids=str)
 def test_l2pop_entries_follow_the_moved_mac_and_the_arp_entry_stays(move: Move):
     before, after = topology(), topology(move)
@@ -306,3 +325,38 @@ def test_gratuitous_arp_after_a_move_reteaches_every_other_host(move: Move, garp
         same_host = net.topo.ports[other].host == vm.host
         assert net.hops(res) == ([] if same_host else [new_vtep]), f"{other}:\n{res.trace}"
         assert net.at(res) == [(move.port, vm.host)], f"{other}:\n{res.trace}"
+
+
+@pytest.mark.parametrize("garp", sorted(GARPS))
+@pytest.mark.parametrize("move", L2POP_MOVES, ids=str)
+def test_l2pop_needs_no_gratuitous_arp_and_stale_learned_entries_do_not_matter(move: Move, garp: str):
+    """In l2pop mode the compiler moved the entries already; learned entries left from before the move
+    (priority 1) lose to them whether or not the VM sends a gratuitous ARP."""
+    old_net = Net(topology())
+    blues = sorted(p.name for p in old_net.topo.ports.values() if p.network == "blue")
+    for other in blues:  # traffic both ways so every host learns what it can
+        if other != move.port:
+            o = old_net.topo.ports[other]
+            old_net.send(other, Frame.arp_request(o.mac, o.ip, "198.51.100.77"))
+            old_net.unicast(move.port, other)
+    net = Net(topology(move))
+    carry_learned(old_net.fabric, net.fabric)
+    vm = net.topo.ports[move.port]
+    old_host = old_net.topo.ports[move.port].host
+    stale = [h for h in sorted(net.fabric.hosts) if h != old_host and learned_for(net.fabric, h, vm.mac)]
+    assert stale, "the scenario needs a stale learned entry for the moved MAC somewhere"
+    for sent_garp in (False, True):
+        if sent_garp:
+            res = net.send(move.port, GARPS[garp](vm))
+            # Dropped in br-tun (a request for a local IP) or flooded: never twice, never off blue.
+            blue_vteps = {net.topo.hosts[h].vtep for h in hosts_of(net.topo, "blue") - {vm.host}}
+            got = net.hops(res)
+            assert len(got) == len(set(got)) and set(got) <= blue_vteps, f"\n{res.trace}"
+        for other in blues:
+            if other == move.port:
+                continue
+            res = net.unicast(other, move.port)
+            same_host = net.topo.ports[other].host == vm.host
+            assert net.hops(res) == ([] if same_host else [net.vtep(move.port)]), \
+                f"{other} (after garp: {sent_garp}):\n{res.trace}"
+            assert net.at(res) == [(move.port, vm.host)], f"{other}:\n{res.trace}"
