@@ -192,8 +192,7 @@ class LearnSpec:
                 return ref(self.dst)  # type: ignore[arg-type]
             return f"{ref(self.dst)}={ref(self.src)}"  # type: ignore[arg-type]
         if self.kind == "load":
-            src = hex(self.src) if isinstance(self.src, int) and self.src > 9 else self.src
-            src_text = str(src) if isinstance(self.src, int) else ref(self.src)  # type: ignore[arg-type]
+            src_text = str(self.src) if isinstance(self.src, int) else ref(self.src)  # type: ignore[arg-type]
             return f"load:{src_text}->{ref(self.dst)}"  # type: ignore[arg-type]
         if self.kind == "output":
             return f"output:{ref(self.src)}"  # type: ignore[arg-type]
