@@ -79,6 +79,11 @@ class TunnelPacket:
     inner_len: int = 0  # inner Ethernet frame length
 
     @property
+    def is_arp(self) -> bool:
+        """The encapsulated frame is ARP (request or reply): what L2 population keeps off the wire."""
+        return "ethertype ARP" in self.inner
+
+    @property
     def overhead(self) -> int:
         """Bytes the tunnel adds on the wire: outer Ethernet (14) + outer IP packet - inner frame."""
         return 14 + self.outer_ip_len - self.inner_len
