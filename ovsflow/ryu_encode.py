@@ -436,3 +436,328 @@ def bundle(dp: Any, bundle_id: int, messages: Iterable[Any]) -> list[Any]:
     return [bundle_ctrl(dp, bundle_id, "open"),
             *(bundle_add(dp, bundle_id, m) for m in messages),
             bundle_ctrl(dp, bundle_id, "commit")]
+
+
+# ------------------------------------------------------------------------------------------------
+# fast path: the same bytes as the Ryu objects above, for bulk programming
+#
+# Building a Ryu OFPFlowMod per flow costs ~65 us (FACTS.md: ~15k flows/s before any I/O), far
+# slower than OVS loads a bundle. Flow-mods differ mostly in a few match values, so this writes the
+# fixed layout with struct and OXM TLVs directly, and asks Ryu to serialize each distinct action
+# only once (actions are hashable values; a program has few distinct ones). tests/test_ryu_encode.py
+# checks the bytes equal Ryu's for every flow the compiler emits.
+
+import struct as _struct  # noqa: E402
+
+_OXM_OFB: dict[str, tuple[int, int]] = {  # ovsflow match name -> (OXM field number, value bytes)
+    "in_port": (0, 4), "dl_dst": (3, 6), "dl_src": (4, 6), "dl_type": (5, 2), "nw_proto": (10, 1),
+    "arp_op": (21, 2), "arp_spa": (22, 4), "arp_tpa": (23, 4), "arp_sha": (24, 6), "arp_tha": (25, 6),
+    "ipv6_src": (26, 16), "ipv6_dst": (27, 16), "icmpv6_type": (29, 1), "nd_target": (31, 16),
+    "nd_sll": (32, 6), "nd_tll": (33, 6), "tun_id": (38, 8),
+}
+_VLAN_VID = 6
+_SET_OFB: dict[str, tuple[int, int]] = {  # set_field name -> (OXM field number, value bytes)
+    "vlan_vid": (6, 2), "tun_id": (38, 8), "eth_src": (4, 6), "eth_dst": (3, 6), "arp_op": (21, 2),
+    "arp_spa": (22, 4), "arp_tpa": (23, 4), "arp_sha": (24, 6), "arp_tha": (25, 6), "ipv6_src": (26, 16),
+    "ipv6_dst": (27, 16), "icmpv6_type": (29, 1), "nd_sll": (32, 6), "nd_tll": (33, 6),
+}
+_OUTPUT = _struct.Struct("!HHIH6x")
+_GROUP = _struct.Struct("!HHI")
+_POP_VLAN = _struct.pack("!HH4x", 18, 8)
+_HEADER = _struct.Struct("!BBHI")
+_FLOW_MOD = {0x04: _struct.Struct("!QQBBHHHIIIH2x"), 0x05: _struct.Struct("!QQBBHHHIIIHH")}
+_FLOW_MOD_BODY = _FLOW_MOD[0x05]  # same bytes for 0x04 when importance is 0
+_BUNDLE_ADD = _struct.Struct("!I2xH")
+_ONF_EXP = _struct.Struct("!II")
+_KEY_HEAD = _struct.Struct("!HHH")
+_COOKIE = _struct.Struct("!Q")
+_ANY = 0xFFFFFFFF
+_ALL64 = 0xFFFFFFFFFFFFFFFF
+_COMMANDS = {"add": 0, "modify": 2, "delete": 4}
+_ONF_EXPERIMENTER_ID, _ONF_ET_BUNDLE_ADD = 0x4F4E4600, 2301
+
+
+def _oxm(field: int, size: int, value: int, mask: int | None) -> bytes:
+    if mask is None:
+        return ((0x8000 << 16) | (field << 9) | size).to_bytes(4, "big") + value.to_bytes(size, "big")
+    return (((0x8000 << 16) | (field << 9) | 0x100 | (2 * size)).to_bytes(4, "big")
+            + value.to_bytes(size, "big") + mask.to_bytes(size, "big"))
+
+
+class FastEncoder:
+    """Serialized flow-mods (optionally inside bundle-adds) for one datapath's OpenFlow version."""
+
+    def __init__(self, dp: Any) -> None:
+        self.ofp, self.parser = dp.ofproto, dp.ofproto_parser
+        self.version = self.ofp.OFP_VERSION
+        if self.version not in _FLOW_MOD:
+            raise EncodeError(f"fast path speaks OpenFlow 1.3/1.4, not wire version {self.version}")
+        self.body = _FLOW_MOD[self.version]
+        self._actions: dict[F.Action, bytes] = {}
+
+    def _action(self, a: F.Action) -> bytes:
+        t = type(a)
+        if t is F.Output:
+            return _OUTPUT.pack(0, 16, a.port, 0)  # type: ignore[union-attr]
+        if t is F.SetField:
+            field, size = _SET_OFB[a.field]  # type: ignore[union-attr]
+            oxm = ((0x8000 << 16) | (field << 9) | size).to_bytes(4, "big") + a.value.to_bytes(size, "big")  # type: ignore[union-attr]
+            length = 4 + len(oxm)
+            return (25).to_bytes(2, "big") + (length + -length % 8).to_bytes(2, "big") + oxm + bytes(-length % 8)
+        if t is F.PopVlan:
+            return _POP_VLAN
+        if t is F.Group:
+            return _GROUP.pack(22, 8, a.group_id)  # type: ignore[union-attr]
+        b = self._actions.get(a)
+        if b is None:
+            buf = bytearray()
+            obj = action(self.ofp, self.parser, a)
+            obj.serialize(buf, 0)
+            # Ryu may leave trailing pad bytes unwritten; the action's length field counts them.
+            b = self._actions[a] = bytes(buf).ljust(obj.len, b"\0")
+        return b
+
+    def match(self, match: Iterable[tuple[str, F.MatchValue]], canonical: bool = False) -> bytes:
+        """OXM match; pass canonical=True for a match already in canonical_match form (saves time)."""
+        oxms = b"".join(self.match_tlvs(match, canonical))
+        length = 4 + len(oxms)
+        return (1).to_bytes(2, "big") + length.to_bytes(2, "big") + oxms + bytes(-length % 8)
+
+    def flow_key(self, flow: Flow) -> bytes:
+        """Bytes that equal `raw_entry_key` of the switch's entry for this (canonical) flow."""
+        head = (bytes((flow.table,)) + _KEY_HEAD.pack(flow.priority, flow.idle_timeout, flow.hard_timeout)
+                + _COOKIE.pack(flow.cookie))
+        return head + b"".join(sorted(self.match_tlvs(flow.match, True))) + self.instructions(flow.actions)
+
+    def match_tlvs(self, match: Iterable[tuple[str, F.MatchValue]], canonical: bool = False) -> list[bytes]:
+        """The OXM TLVs of a match, in Ryu's order (by field number)."""
+        tlvs: list[tuple[int, bytes]] = []
+        for name, value in (match if canonical else canonical_match(match)):
+            if name == "dl_vlan":
+                tlvs.append((_VLAN_VID, _oxm(_VLAN_VID, 2, F.OFPVID_PRESENT | value, None)))  # type: ignore[operator]
+            elif name == "vlan_tci":
+                v, m = value  # type: ignore[misc]
+                tlvs.append((_VLAN_VID, _oxm(_VLAN_VID, 2, v, None if m == 0x1FFF else m)))
+            else:
+                try:
+                    field, size = _OXM_OFB[name]
+                except KeyError:
+                    raise EncodeError(f"match field {name!r} has no OXM encoding here") from None
+                if isinstance(value, tuple):
+                    tlvs.append((field, _oxm(field, size, value[0], value[1])))
+                else:
+                    tlvs.append((field, _oxm(field, size, value, None)))
+        tlvs.sort(key=lambda t: t[0])
+        return [t[1] for t in tlvs]
+
+    def instructions(self, actions: tuple[F.Action, ...]) -> bytes:
+        out = b""
+        goto = None
+        if actions and isinstance(actions[-1], F.GotoTable):
+            goto, actions = actions[-1], actions[:-1]
+        if actions:
+            acts = b"".join(self._action(a) for a in actions)
+            out += _struct.pack("!HH4x", 4, 8 + len(acts)) + acts
+        if goto is not None:
+            out += _struct.pack("!HHB3x", 1, 8, goto.table)  # type: ignore[union-attr]
+        return out
+
+    def flow_mod_tail(self, flow: Flow, command: str, canonical: bool = False) -> bytes:
+        """A flow-mod without its 8-byte OpenFlow header: the same for OF1.3 and OF1.4 (1.4's
+        `importance` is 1.3's pad, both zero), so it can be computed once and sent many times."""
+        cmd = _COMMANDS[command]
+        if command == "delete":
+            body = _FLOW_MOD_BODY.pack(flow.cookie, _ALL64, flow.table, cmd, 0, 0, flow.priority, _ANY,
+                                       _ANY, _ANY, 0, 0)
+            return body + self.match(flow.match, canonical)
+        body = _FLOW_MOD_BODY.pack(flow.cookie, 0, flow.table, cmd, flow.idle_timeout, flow.hard_timeout,
+                                   flow.priority, _ANY, _ANY, _ANY, 0, 0)
+        return body + self.match(flow.match, canonical) + self.instructions(flow.actions)
+
+    def add_tail_and_key(self, flow: Flow) -> tuple[bytes, bytes]:
+        """(flow_mod_tail(flow, "add"), flow_key(flow)) for a canonical flow, sharing the work."""
+        tlvs = self.match_tlvs(flow.match, True)
+        inst = self.instructions(flow.actions)
+        oxms = b"".join(tlvs)
+        mlen = 4 + len(oxms)
+        match = (1).to_bytes(2, "big") + mlen.to_bytes(2, "big") + oxms + bytes(-mlen % 8)
+        tail = _FLOW_MOD_BODY.pack(flow.cookie, 0, flow.table, 0, flow.idle_timeout, flow.hard_timeout,
+                                   flow.priority, _ANY, _ANY, _ANY, 0, 0) + match + inst
+        key = (bytes((flow.table,)) + _KEY_HEAD.pack(flow.priority, flow.idle_timeout, flow.hard_timeout)
+               + _COOKIE.pack(flow.cookie) + b"".join(sorted(tlvs)) + inst)
+        return tail, key
+
+    def with_header(self, tail: bytes, xid: int) -> bytes:
+        return _HEADER.pack(self.version, 14, 8 + len(tail), xid) + tail
+
+    def flow_mod(self, flow: Flow, command: str, xid: int, canonical: bool = False) -> bytes:
+        return self.with_header(self.flow_mod_tail(flow, command, canonical), xid)
+
+    def bundle_add(self, bundle_id: int, inner: bytes, xid: int) -> bytes:
+        """Wrap a serialized message (whose xid must be `xid`) in a bundle-add, atomic+ordered."""
+        flags = 3
+        if self.version == 0x05:
+            return _HEADER.pack(0x05, 34, 16 + len(inner), xid) + _BUNDLE_ADD.pack(bundle_id, flags) + inner
+        return (_HEADER.pack(0x04, 4, 24 + len(inner), xid) + _ONF_EXP.pack(_ONF_EXPERIMENTER_ID, _ONF_ET_BUNDLE_ADD)
+                + _BUNDLE_ADD.pack(bundle_id, flags) + inner)
+
+
+# ------------------------------------------------------------------------------------------------
+# fast path, reading: flow-stats entries straight from the reply bytes
+#
+# Ryu turns each flow-stats entry into a tree of objects (~150 us a flow: 7 s for 50,000), which
+# alone would break the "no-op reconnect < 2 s" goal. `LazyFlowStats` (installed for the flow-stats
+# reply by `install_lazy_flow_stats`) keeps the raw entry and parses it with Ryu only if some code
+# reads an attribute, so other apps see the usual object; ovsflow reads the bytes with
+# `flow_from_raw`, which knows the few actions and fields ovsflow emits and falls back to Ryu's
+# parser for anything else (an NX action, an unknown field). Decoded actions are cached by their
+# bytes: a program repeats the same few.
+
+_OFB_NAME = {num: name for name, (num, _) in _OXM_OFB.items()}
+_SET_NAME = {num: name for name, (num, _) in _SET_OFB.items()}
+_FULL_BYTES = {n: (1 << (8 * n)) - 1 for n in (1, 2, 4, 6, 8, 16)}
+_STATS_HEAD = _struct.Struct("!HBxIIHHH")
+
+
+class LazyFlowStats:
+    """A flow-stats entry that stays bytes until an attribute other than `length` is read."""
+
+    __slots__ = ("buf", "offset", "length", "_parsed")
+    ryu_cls: Any = None  # set per OpenFlow version by install_lazy_flow_stats
+
+    @classmethod
+    def parser(cls, buf: Any, offset: int) -> "LazyFlowStats":
+        obj = cls.__new__(cls)
+        obj.buf, obj.offset = buf, offset
+        obj.length = int.from_bytes(buf[offset:offset + 2], "big")
+        obj._parsed = None
+        return obj
+
+    def __getattr__(self, name: str) -> Any:
+        parsed = object.__getattribute__(self, "_parsed")
+        if parsed is None:
+            parsed = self.ryu_cls.parser(self.buf, self.offset)
+            object.__setattr__(self, "_parsed", parsed)
+        return getattr(parsed, name)
+
+
+def install_lazy_flow_stats() -> None:
+    """Make Ryu's OF1.3/1.4 flow-stats replies carry LazyFlowStats entries (idempotent)."""
+    from ryu.ofproto import ofproto_v1_3_parser as p13, ofproto_v1_4_parser as p14
+
+    for mod in (p13, p14):
+        reply = mod.OFPFlowStatsReply
+        if issubclass(reply.cls_stats_body_cls, LazyFlowStats):
+            continue
+        reply.cls_stats_body_cls = type("LazyFlowStats", (LazyFlowStats,),
+                                        {"__slots__": (), "ryu_cls": reply.cls_stats_body_cls})
+
+
+def _raw_action(ofp: Any, parser: Any, data: bytes, cache: dict[bytes, F.Action]) -> F.Action:
+    a = cache.get(data)
+    if a is not None:
+        return a
+    t = int.from_bytes(data[0:2], "big")
+    if t == 0:
+        a = F.Output(int.from_bytes(data[4:8], "big"))
+    elif t == 17:
+        a = F.PushVlan(int.from_bytes(data[4:6], "big"))
+    elif t == 18:
+        a = F.PopVlan()
+    elif t == 22:
+        a = F.Group(int.from_bytes(data[4:8], "big"))
+    elif t == 25 and int.from_bytes(data[4:6], "big") == 0x8000 and not data[6] & 1 and (data[6] >> 1) in _SET_NAME:
+        size = data[7]
+        a = F.SetField(_SET_NAME[data[6] >> 1], int.from_bytes(data[8:8 + size], "big"))
+    else:
+        a = decode_action(ofp, parser.OFPAction.parser(data, 0))
+    cache[data] = a
+    return a
+
+
+def flow_from_raw(ofp: Any, parser: Any, buf: Any, offset: int, cache: dict[bytes, F.Action]) -> Flow:
+    """Decode one OF1.3/1.4 flow-stats entry at `offset` into a canonical Flow."""
+    length, table, _, _, priority, idle, hard = _STATS_HEAD.unpack_from(buf, offset)
+    (cookie,) = _COOKIE.unpack_from(buf, offset + 24)
+    end = offset + length
+    pos = offset + 48
+    mlen = int.from_bytes(buf[pos + 2:pos + 4], "big")
+    match: dict[str, F.MatchValue] = {}
+    p, mend = pos + 4, pos + mlen
+    while p < mend:
+        h = int.from_bytes(buf[p:p + 4], "big")
+        if h >> 16 != 0x8000:
+            raise EncodeError(f"switch flow matches OXM class {h >> 16:#x}")
+        field, hasmask, n = (h >> 9) & 0x7F, (h >> 8) & 1, h & 0xFF
+        size = n // 2 if hasmask else n
+        v = int.from_bytes(buf[p + 4:p + 4 + size], "big")
+        m = int.from_bytes(buf[p + 4 + size:p + 4 + n], "big") if hasmask else None
+        p += 4 + n
+        if field == _VLAN_VID:
+            if m is None and v & F.OFPVID_PRESENT:
+                match["dl_vlan"] = v & 0xFFF
+            else:
+                match["vlan_tci"] = (v & (0x1FFF if m is None else m), 0x1FFF if m is None else m)
+            continue
+        name = _OFB_NAME.get(field)
+        if name is None:
+            raise EncodeError(f"switch flow matches OXM field {field}, which ovsflow does not use")
+        match[name] = v if m is None or m == _FULL_BYTES[size] else (v & m, m)
+    pos += mlen + (-mlen % 8)
+    actions: list[F.Action] = []
+    goto: F.Action | None = None
+    while pos < end:
+        itype = int.from_bytes(buf[pos:pos + 2], "big")
+        ilen = int.from_bytes(buf[pos + 2:pos + 4], "big")
+        if itype == 1:
+            goto = F.GotoTable(buf[pos + 4])
+        elif itype == 4:
+            a = pos + 8
+            while a < pos + ilen:
+                alen = int.from_bytes(buf[a + 2:a + 4], "big")
+                actions.append(_raw_action(ofp, parser, bytes(buf[a:a + alen]), cache))
+                a += alen
+        else:
+            raise EncodeError(f"switch flow uses instruction type {itype}, which ovsflow does not use")
+        pos += ilen
+    items = tuple(sorted(match.items(), key=lambda kv: F.FIELD_ORDER.get(kv[0], 99)))
+    if goto is not None:
+        actions.append(goto)
+    return Flow(table, priority, items, tuple(actions), cookie, hard, idle)
+
+
+def flows_from_stats(ofp: Any, parser: Any, entries: Iterable[Any]) -> list[Flow]:
+    """Canonical Flows from a flow-stats reply body (LazyFlowStats raw, or Ryu's own objects)."""
+    cache: dict[bytes, F.Action] = {}
+    out = []
+    for e in entries:
+        if isinstance(e, LazyFlowStats):
+            try:
+                out.append(flow_from_raw(ofp, parser, e.buf, e.offset, cache))
+                continue
+            except (EncodeError, KeyError, IndexError):
+                pass  # something ovsflow does not emit: let Ryu's full parser and decoder say what
+        out.append(flow_from_stats(ofp, e))
+    return out
+
+
+def raw_entry_key(buf: Any, offset: int) -> tuple[int, bytes]:
+    """(cookie, key) of a raw flow-stats entry: table, priority, timeouts, cookie, match TLVs
+    (sorted: OVS may order them differently from Ryu) and instruction bytes; counters excluded.
+    Equal to `FastEncoder.flow_key` of the flow when OVS answers with the bytes ovsflow sent, which
+    lets a no-op reconnect skip decoding (anything else is decoded and diffed field by field)."""
+    length = int.from_bytes(buf[offset:offset + 2], "big")
+    end = offset + length
+    cookie = bytes(buf[offset + 24:offset + 32])
+    pos = offset + 48
+    mlen = int.from_bytes(buf[pos + 2:pos + 4], "big")
+    tlvs = []
+    p, mend = pos + 4, pos + mlen
+    while p < mend:
+        n = buf[p + 3]
+        tlvs.append(bytes(buf[p:p + 4 + n]))
+        p += 4 + n
+    tlvs.sort()
+    pos += mlen + (-mlen % 8)
+    key = bytes(buf[offset + 2:offset + 3]) + bytes(buf[offset + 12:offset + 18]) + cookie + b"".join(tlvs) + bytes(buf[pos:end])
+    return int.from_bytes(cookie, "big"), key

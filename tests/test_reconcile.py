@@ -74,9 +74,9 @@ def test_groups_added_modified_and_only_owned_deleted() -> None:
     g9 = GroupEntry(9, "all", ())
     p = RC.plan([], [], [g1, g2], [g2_old, g9])
     assert p.group_adds == (g1,) and p.group_modifies == (g2,)
-    assert p.group_deletes == ()  # group 9 is not known to be ours
-    p = RC.plan([], [], [g1, g2], [g2_old, g9], owns_group=lambda gid: gid < 100)
-    assert p.group_deletes == (g9,)
+    assert p.group_deletes == (g9,)  # on an ovsflow bridge every group is ovsflow's (as in render)
+    p = RC.plan([], [], [g1, g2], [g2_old, g9], owns_group=lambda gid: gid < 9)
+    assert p.group_deletes == ()
 
 
 def test_bundle_order() -> None:
