@@ -227,3 +227,44 @@ def test_app_programs_switch_then_restart_sends_nothing(ovs, controller_factory,
     for extra in ("cookie=0x1234/-1", f"cookie={COOKIE_LEARNED:#x}/-1"):  # the test's own additions
         ovs.ofctl("del-flows", ovs.mgmt(tun.name), extra)
     assert_equals_render(ovs, program, tmp_path)
+
+
+@pytest.mark.ovs
+def test_live_reload_file_change_invalid_edit_and_sighup(ovs, controller_factory, tmp_path: Path) -> None:
+    """Edit the topology under a running app: a valid change reaches the switch as a small diff,
+    an invalid one is refused in one log line and the switch keeps its flows, SIGHUP reloads."""
+    topo_file = tmp_path / "topology.yaml"
+    original = (DATA / "seed003-vxlan.yaml").read_text()
+    topo_file.write_text(original)
+    program = compile_host(load_topology(topo_file), "hv1")
+    port = free_port()
+    make_bridges(ovs, program, port)
+    int_dpid = f"{program.bridge('int').datapath_id:016x}"
+    c = controller_factory(port, topo_file, netns=ovs.netns).start()
+    c.wait_for(rf"switch {int_dpid} \(hv1/br-int\) connect: updated")
+    c.wait_for(r"\(hv1/br-tun\) connect: updated")
+
+    # A new VM on hv1 in blue: br-int gains its flows, nothing is deleted, the render agrees.
+    added = original.replace(
+        "  red1:", '  blue4: {host: hv1, network: blue, mac: "02:00:00:00:00:04", ip: 198.51.100.4}\n  red1:')
+    t0 = time.monotonic()
+    topo_file.write_text(added)
+    (m,) = c.wait_for(rf"switch {int_dpid} \(hv1/br-int\) file change: updated, added=(\d+) modified=(\d+) deleted=0 ")
+    assert int(m.group(1)) + int(m.group(2)) > 0
+    assert time.monotonic() - t0 < 5
+    new_program = compile_host(load_topology(topo_file), "hv1")
+    assert_equals_render(ovs, new_program, tmp_path)
+
+    # An invalid edit: one clear line naming the problem; flows untouched.
+    before = {b.name: ovs.dump_flows(b.name) for b in new_program.bridges}
+    topo_file.write_text(added.replace("vni: 102", "vni: 0"))
+    (m,) = c.wait_for(r"ovsflow: topology .* rejected \(file change\).*\n")
+    assert "networks.red.vni" in m.group(0) and m.group(0).count("\n") == 1
+    assert {b.name: ovs.dump_flows(b.name) for b in new_program.bridges} == before
+
+    # Back to the original, but only announced by SIGHUP (polling off would not see it).
+    topo_file.write_text(original)
+    c.proc.send_signal(signal.SIGHUP)
+    c.wait_for(rf"switch {int_dpid} \(hv1/br-int\) (SIGHUP|file change): updated, added=0 modified=\d+ deleted=\d+ ")
+    c.wait_for(r"ovsflow: topology \S+ loaded \(SIGHUP\)")  # the signal itself triggers a reload
+    assert_equals_render(ovs, program, tmp_path)
