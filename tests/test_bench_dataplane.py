@@ -28,7 +28,8 @@ def test_dataplane_benchmark_quick(tmp_path: Path, lab_base: Path) -> None:
     assert root_veths() <= veths
     [result] = list(tmp_path.glob("*-quick.json"))
     rows = {r["case"].split()[0]: r for r in json.loads(result.read_text())["rows"]}
-    assert sorted(rows) == ["GRE", "VXLAN"]
+    assert sorted(rows) == ["GRE", "VXLAN", "lab"]
+    assert rows.pop("lab")["figures"]["lab down (s)"] > 0
     for tunnel, row in rows.items():
         samples = row["raw"]["samples"]
         assert {"pipeline", "baseline"} <= set(samples)
