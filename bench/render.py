@@ -36,7 +36,7 @@ def _timed(fn, reps: int) -> tuple[list[float], object]:
     return times, out
 
 
-def worker(size: str, reps: int) -> dict:
+def worker(size: str, reps: int, mode: str = "learn") -> dict:
     from bench.synth import synthetic
     from ovsflow.compiler import compile_all, compile_host
     from ovsflow.graph import TopologyGraph
@@ -46,7 +46,7 @@ def worker(size: str, reps: int) -> dict:
     hosts, nets, ports = SIZES[size]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{size}.json"
-        path.write_text(json.dumps(synthetic(hosts, nets, ports)))
+        path.write_text(json.dumps(synthetic(hosts, nets, ports, mode=mode, ips=mode == "l2pop")))
         load_times, topo = _timed(lambda: load_topology(path), max(1, reps // 2))
     host = "hv1" if hosts > 1 else "hv0"
     graph_times, graph = _timed(lambda: TopologyGraph(topo, focus=host), reps)
@@ -55,14 +55,17 @@ def worker(size: str, reps: int) -> dict:
     tun, brint = program.bridge("tun"), program.bridge("int")
     n_tunnels = sum(1 for p in tun.ports if p.type != "patch")
     n_local = len(program.local_vlans)
-    remote_macs = sum(1 for n in program.local_vlans for p in graph.ports_of(n) if p.host != host)
-    neutron = 15 + n_tunnels + 2 * n_local  # + 1 per remote MAC, learned at run time in learn mode
+    remote = [p for n in program.local_vlans for p in graph.ports_of(n) if p.host != host]
+    remote_macs, remote_ips = len(remote), sum(1 for p in remote if p.ip)
+    neutron = 15 + n_tunnels + 2 * n_local  # + 1 per remote MAC (learned at run time in learn mode)
     # all hosts: full graph once, then every host (or a sample, scaled, when that would take minutes)
     t = time.perf_counter()
     full = TopologyGraph(topo)
     full_graph_s = time.perf_counter() - t
     names = sorted(topo.hosts)
     sample = names if len(names) <= 100 else names[:: len(names) // 50][:50]
+    if mode == "l2pop":  # flow counts are the point here; the all-hosts time is the learn case's
+        sample = sample[:3]
     per_host = []
     for h in sample:
         t = time.perf_counter()
@@ -70,26 +73,42 @@ def worker(size: str, reps: int) -> dict:
         per_host.append(time.perf_counter() - t)
     all_hosts_s = full_graph_s + (sum(per_host) if sample is names else statistics.median(per_host) * len(names))
     return {
-        "size": size, "hosts": hosts, "networks": nets, "ports": ports,
+        "size": size, "mode": mode, "hosts": hosts, "networks": nets, "ports": ports,
         "load_s": load_times, "graph_s": graph_times, "render_one_s": render_times,
         "one_host_end_to_end_s": statistics.median(load_times) + statistics.median(graph_times) + statistics.median(render_times),
         "all_hosts_s": all_hosts_s, "all_hosts_measured": sample is names, "all_hosts_sampled": len(sample),
         "flows_tun": len(tun.flows), "flows_int": len(brint.flows), "tunnels": n_tunnels,
         "local_networks": n_local, "remote_macs": remote_macs, "neutron_formula_tun": neutron,
-        "neutron_formula_with_macs": neutron + remote_macs, "script_lines": script.count("\n"),
+        "neutron_formula_with_macs": neutron + remote_macs, "remote_ips": remote_ips,
+        "neutron_formula_l2pop": neutron + remote_macs + remote_ips, "groups_tun": len(tun.groups),
+        "script_lines": script.count("\n"),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
 def run(quick: bool = False) -> list[dict]:
     rows = []
-    for size in QUICK if quick else FULL:
+    cases = [(s, "learn") for s in (QUICK if quick else FULL)] + [("tiny" if quick else "large", "l2pop")]
+    for size, mode in cases:
         reps = 3 if quick or size == "large" else 5
-        proc = subprocess.run([sys.executable, "-m", "bench.render", size, str(reps)], capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, "-m", "bench.render", size, str(reps), mode], capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"bench.render {size} failed:\n{proc.stderr}")
         r = json.loads(proc.stdout)
         med = statistics.median
+        if mode == "l2pop":
+            rows.append({
+                "benchmark": "render", "case": f"{size}, l2pop: {r['hosts']} hosts/{r['networks']} nets/{r['ports']} ports with IPs",
+                "figures": {
+                    "compile+render one host (s, median [min-max])": [med(r["render_one_s"]), min(r["render_one_s"]), max(r["render_one_s"])],
+                    "peak RSS (MB)": r["peak_rss_mb"],
+                    "br-tun flows / Neutron l2pop formula (15+tunnels+2*nets+MACs+IPs)": [r["flows_tun"], r["neutron_formula_l2pop"]],
+                    "flood groups": r["groups_tun"],
+                    "remote MACs / remote IPs on local nets": [r["remote_macs"], r["remote_ips"]],
+                },
+                "goal": "", "raw": r,
+            })
+            continue
         rows.append({
             "benchmark": "render", "case": f"{size}: {r['hosts']} hosts/{r['networks']} nets/{r['ports']} ports",
             "figures": {
@@ -109,4 +128,4 @@ def run(quick: bool = False) -> list[dict]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(worker(sys.argv[1], int(sys.argv[2]))))
+    print(json.dumps(worker(sys.argv[1], int(sys.argv[2]), *(sys.argv[3:4] or ["learn"]))))

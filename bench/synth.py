@@ -6,12 +6,13 @@ import ipaddress
 import random
 
 
-def synthetic(hosts: int, networks: int, ports: int, seed: int = 1, mode: str = "learn") -> dict:
+def synthetic(hosts: int, networks: int, ports: int, seed: int = 1, mode: str = "learn", ips: bool = False) -> dict:
     """`hosts` VTEPs, `networks` tenants (vxlan/gre/geneve mixed), `ports` VMs spread at random.
 
     Each network lives on a random subset of hosts (ports/networks VMs per network on average), so
     a host sees about ports/hosts VMs and the networks they belong to, as in a real cloud.
-    VTEPs are numbered from 10.0.0.0/8-sized space only as data: nothing ever sends to them.
+    VTEPs (and, with `ips`, port IPs) come from 198.18.0.0/15, the benchmarking range, as data only:
+    nothing ever sends to them.
     """
     rng = random.Random(seed)
     base = int(ipaddress.IPv4Address("198.18.0.0"))  # benchmark range (RFC 2544), data only
@@ -34,4 +35,6 @@ def synthetic(hosts: int, networks: int, ports: int, seed: int = 1, mode: str = 
             "network": f"net{n}",
             "mac": f"02:{(p >> 32) & 0xff:02x}:{(p >> 24) & 0xff:02x}:{(p >> 16) & 0xff:02x}:{(p >> 8) & 0xff:02x}:{p & 0xff:02x}",
         }
+        if ips:
+            data["ports"][f"p{p}"]["ip"] = str(ipaddress.IPv4Address(base + 1 + (p % 131000)))
     return data

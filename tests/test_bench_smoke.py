@@ -18,7 +18,9 @@ def test_render_benchmark_quick(tmp_path: Path) -> None:
     assert "br-tun flows / Neutron formula" in proc.stdout
     [result] = list(tmp_path.glob("*-quick.json"))
     rows = json.loads(result.read_text())["rows"]
-    assert [r["raw"]["size"] for r in rows] == ["tiny", "small"]
+    assert [(r["raw"]["size"], r["raw"]["mode"]) for r in rows] == [("tiny", "learn"), ("small", "learn"), ("tiny", "l2pop")]
+    l2pop = rows[-1]["raw"]
+    assert l2pop["flows_tun"] >= 15 + l2pop["remote_macs"] and l2pop["remote_ips"] == l2pop["remote_macs"] > 0
     for r in rows:
         raw = r["raw"]
         assert raw["flows_tun"] > 0 and raw["neutron_formula_tun"] == 15 + raw["tunnels"] + 2 * raw["local_networks"]
