@@ -40,7 +40,8 @@ from ryu.ofproto import ofproto_protocol, ofproto_v1_3, ofproto_v1_4  # noqa: E4
 
 from . import reconcile as RC  # noqa: E402
 from . import ryu_encode as R  # noqa: E402
-from .compiler import compile_all  # noqa: E402
+from .compiler import compile_host  # noqa: E402
+from .graph import TopologyGraph  # noqa: E402
 from .flow import Flow, GroupEntry  # noqa: E402
 from .model import load_topology  # noqa: E402
 from .program import COOKIE_BASE, COOKIE_LEARNED, COOKIE_MASK  # noqa: E402
@@ -78,25 +79,55 @@ def topology_path() -> str | None:
     return getattr(cfg.CONF, "ovsflow_topology", None) or os.environ.get(ENV_TOPOLOGY) or None
 
 
-def load_targets(path: str) -> dict[int, Target]:
-    """Compile every host of the topology; raises on any problem (the caller keeps the old one)."""
-    topo = load_topology(path)
-    fast = R.FastEncoder(ofproto_protocol.ProtocolDesc(ofproto_v1_4.OFP_VERSION))
-    targets: dict[int, Target] = {}
-    for host, hp in compile_all(topo).items():
-        for b in hp.bridges:
-            if b.datapath_id in targets:
-                other = targets[b.datapath_id]
-                raise ValueError(f"datapath id {b.datapath_id:#x} used by {other.label} and {host}/{b.name}")
-            flows = tuple(R.canonical_flow(f) for f in b.flows)
-            keys: dict[bytes, Flow] = {}
-            tails: dict[int, bytes] = {}
-            for f in flows:
-                tails[id(f)], k = fast.add_tail_and_key(f)
-                keys[k] = f
-            targets[b.datapath_id] = Target(
-                host, b.name, flows, tuple(R.canonical_group(g) for g in b.groups), keys, tails)
-    return targets
+def bridge_target(host: str, b: Any, fast: "R.FastEncoder") -> Target:
+    """A compiled bridge in the form reconcile needs (canonical flows, wire keys, ADD bytes)."""
+    flows = tuple(R.canonical_flow(f) for f in b.flows)
+    keys: dict[bytes, Flow] = {}
+    tails: dict[int, bytes] = {}
+    for f in flows:
+        tails[id(f)], k = fast.add_tail_and_key(f)
+        keys[k] = f
+    return Target(host, b.name, flows, tuple(R.canonical_group(g) for g in b.groups), keys, tails)
+
+
+class Programs:
+    """One loaded topology: which datapath is which host's bridge, and what it must hold.
+
+    Loading validates the whole file but compiles nothing; a host is compiled (both bridges) the
+    first time one of its switches needs it, then cached. A controller serving many hosts thus
+    starts at once, and a switch waits only for its own host's program.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.topo = load_topology(path)
+        graph = TopologyGraph(self.topo)
+        self.where: dict[int, tuple[str, str]] = {}  # dpid -> (host, role)
+        for host in sorted(self.topo.hosts):
+            for role, dpid in zip(("int", "tun"), graph.datapath_ids(host)):
+                if dpid in self.where:
+                    other = self.where[dpid]
+                    raise ValueError(f"datapath id {dpid:#x} used by {other[0]}/{other[1]} and {host}/{role}")
+                self.where[dpid] = (host, role)
+        self._targets: dict[int, Target] = {}
+        self._fast = R.FastEncoder(ofproto_protocol.ProtocolDesc(ofproto_v1_4.OFP_VERSION))
+
+    def label(self, dpid: int) -> str:
+        host, role = self.where[dpid]
+        return f"{host}/br-{role}"
+
+    def cached(self, dpid: int) -> Target | None:
+        return self._targets.get(dpid)
+
+    def target(self, dpid: int) -> Target | None:
+        """What switch `dpid` must hold (compiling its host now if needed); None if unknown."""
+        if dpid not in self.where:
+            return None
+        if dpid not in self._targets:
+            host = self.where[dpid][0]
+            program = compile_host(self.topo, host)
+            for b in program.bridges:
+                self._targets[b.datapath_id] = bridge_target(host, b, self._fast)
+        return self._targets[dpid]
 
 
 def one_line(exc: BaseException) -> str:
@@ -119,7 +150,7 @@ class OvsflowApp(app_manager.RyuApp):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.path = topology_path()
-        self.targets: dict[int, Target] = {}
+        self.programs: Programs | None = None
         self.datapaths: dict[int, Any] = {}
         self.locks: dict[int, Any] = {}
         self.waiters: dict[tuple[int, int], _Waiter] = {}
@@ -165,23 +196,26 @@ class OvsflowApp(app_manager.RyuApp):
                 self.reload("file change")
 
     def reload(self, why: str) -> bool:
-        """Load and compile the topology; on success push it to the switches whose program changed."""
+        """Load the topology; on success push it to the connected switches whose program changed."""
         t0 = time.monotonic()
         self._stamp = self._file_stamp()
         try:
-            new = load_targets(self.path)  # type: ignore[arg-type]
+            new = Programs(self.path)  # type: ignore[arg-type]
+            changed = []
+            for dpid in sorted(self.datapaths):
+                old_target = self.programs.cached(dpid) if self.programs else None
+                new_target = new.target(dpid)  # compiled now: the connected hosts only
+                if new_target != old_target:
+                    changed.append(dpid)
         except Exception as exc:  # noqa: BLE001 - any failure keeps the running program
-            LOG.error("ovsflow: topology %s rejected (%s), keeping the running program (%d bridges): %s",
-                      self.path, why, len(self.targets), one_line(exc))
+            LOG.error("ovsflow: topology %s rejected (%s), keeping the running program: %s",
+                      self.path, why, one_line(exc))
             return False
-        changed = [dpid for dpid in set(new) | set(self.targets) if new.get(dpid) != self.targets.get(dpid)]
-        self.targets = new
-        n_flows = sum(len(t.flows) for t in new.values())
-        todo = sorted(d for d in changed if d in self.datapaths)
-        LOG.info("ovsflow: topology %s loaded (%s): %d bridges, %d flows, compiled in %.1f ms; "
-                 "%d connected switches to update", self.path, why, len(new), n_flows,
-                 (time.monotonic() - t0) * 1000, len(todo))
-        for dpid in todo:
+        self.programs = new
+        LOG.info("ovsflow: topology %s loaded (%s): %d hosts, %d bridges; %d connected switches "
+                 "compiled in %.1f ms, %d to update", self.path, why, len(new.topo.hosts), len(new.where),
+                 len(self.datapaths), (time.monotonic() - t0) * 1000, len(changed))
+        for dpid in changed:
             hub.spawn(self._reconcile_safe, self.datapaths[dpid], why)
         return True
 
@@ -193,10 +227,10 @@ class OvsflowApp(app_manager.RyuApp):
             return
         if ev.state == MAIN_DISPATCHER:
             self.datapaths[dp.id] = dp
-            target = self.targets.get(dp.id)
+            known = self.programs is not None and dp.id in self.programs.where
             version = {ofproto_v1_3.OFP_VERSION: "1.3", ofproto_v1_4.OFP_VERSION: "1.4"}.get(dp.ofproto.OFP_VERSION)
             LOG.info("ovsflow: switch %016x (%s) connected from %s, OpenFlow %s", dp.id,
-                     target.label if target else "not in topology", dp.address, version)
+                     self.programs.label(dp.id) if known else "not in topology", dp.address, version)  # type: ignore[union-attr]
             hub.spawn(self._reconcile_safe, dp, "connect")
         elif self.datapaths.get(dp.id) is dp:
             del self.datapaths[dp.id]
@@ -257,7 +291,7 @@ class OvsflowApp(app_manager.RyuApp):
     def reconcile(self, dp: Any, why: str) -> RC.Plan | None:
         lock = self.locks.setdefault(dp.id, hub.BoundedSemaphore(1))
         with lock:
-            target = self.targets.get(dp.id)
+            target = self.programs.target(dp.id) if self.programs is not None else None
             if target is None:
                 LOG.warning("ovsflow: switch %016x is not in the topology: left untouched", dp.id)
                 return None

@@ -103,7 +103,7 @@ def controller_factory(tmp_path: Path):
 def test_ryu_manager_starts_and_speaks_openflow(controller_factory) -> None:
     port = free_port()
     c = controller_factory(port, DATA / "seed003-vxlan.yaml").start()
-    c.wait_for(r"topology \S+ loaded \(start\): 6 bridges")
+    c.wait_for(r"topology \S+ loaded \(start\): 3 hosts, 6 bridges")
     deadline = time.monotonic() + 20
     while True:
         try:
