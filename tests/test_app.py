@@ -132,12 +132,12 @@ def test_invalid_topology_is_one_clear_line(controller_factory, tmp_path: Path) 
 # with a real switch
 
 
-def make_bridges(ovs, program, port: int) -> None:
+def make_bridges(ovs, program, port: int, protocols: str = "OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15") -> None:
     """br-int/br-tun as render/lab create them, pointed at the controller before any flow exists."""
     for b in program.bridges:
         ovs.vsctl(
             "add-br", b.name, "--", "set", "bridge", b.name, "datapath_type=netdev", "fail_mode=secure",
-            "protocols=OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15",
+            f"protocols={protocols}",
             f"other_config:datapath-id={b.datapath_id:016x}",
             "--", "--id=@c", "create", "Controller", f"target=\"tcp:127.0.0.1:{port}\"",
             "connection_mode=out-of-band", "--", "set", "bridge", b.name, "controller=@c",
@@ -267,4 +267,20 @@ def test_live_reload_file_change_invalid_edit_and_sighup(ovs, controller_factory
     c.proc.send_signal(signal.SIGHUP)
     c.wait_for(rf"switch {int_dpid} \(hv1/br-int\) (SIGHUP|file change): updated, added=0 modified=\d+ deleted=\d+ ")
     c.wait_for(r"ovsflow: topology \S+ loaded \(SIGHUP\)")  # the signal itself triggers a reload
+    assert_equals_render(ovs, program, tmp_path)
+
+
+@pytest.mark.ovs
+def test_openflow13_switch_gets_onf_bundles(ovs, controller_factory, tmp_path: Path) -> None:
+    """A bridge limited to OpenFlow 1.3 is programmed through the ONF bundle extension."""
+    topo_file = DATA / "seed003-gre.yaml"
+    program = compile_host(load_topology(topo_file), "hv2")
+    port = free_port()
+    make_bridges(ovs, program, port, protocols="OpenFlow13")
+    c = controller_factory(port, topo_file, netns=ovs.netns).start()
+    for b in program.bridges:
+        c.wait_for(rf"switch {b.datapath_id:016x} \(hv2/{b.name}\) connected from .*OpenFlow 1\.3")
+        c.wait_for(rf"switch {b.datapath_id:016x} \(hv2/{b.name}\) connect: updated, added={len(b.flows)} ")
+    ovs.vsctl("set", "bridge", "br-tun", "protocols=OpenFlow13,OpenFlow14")  # diff-flows speaks 1.4
+    ovs.vsctl("set", "bridge", "br-int", "protocols=OpenFlow13,OpenFlow14")
     assert_equals_render(ovs, program, tmp_path)
