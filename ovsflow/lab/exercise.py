@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import shlex
+import signal
+import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from dataclasses import dataclass, field
 
 from ovsflow.program import COOKIE_LEARNED
 
 from . import lab as labmod
+from . import netns as ns
 from .capture import TunnelPacket, capture_during, parse_tunnel_packets
 from .ovs import OvsInstance
 from .state import LabState
@@ -78,6 +84,97 @@ class Exercise:
         remote = self.state.hosts[remote_host]["vtep"]
         name = f"{kind}-" + "".join(f"{int(x):02x}" for x in remote.split("."))
         return int(self.ovs(host).vsctl("get", "Interface", name, "ofport").strip())
+
+    # --- moving a VM (lab 06) ---------------------------------------------------------------
+    def replug(self, port: str, host: str, ofport: int) -> None:
+        """What a hypervisor does when a VM arrives (Nova/os-vif's part, not ovsflow's): the VM's
+        interface leaves its old host's br-int and comes back as a new veth into `host`'s
+        namespace, with the same MAC, addresses and MTU, on `host`'s br-int at `ofport` (the
+        number ovsflow's program expects). Flows are not touched: that is the program's job.
+        The switch-over runs as one shell script: it is the VM's downtime, keep it short."""
+        vm = self.state.vms[port]
+        old, new = self.state.hosts[vm["host"]], self.state.hosts[host]
+        iface, dev, vns = ns.check_ifname(vm["iface"]), vm["dev"], vm["netns"]
+        addrs = ns.run(["ip", "-o", "-4", "addr", "show", "dev", dev], netns=vns).stdout.split()
+        cidrs = [addrs[i + 1] for i, w in enumerate(addrs) if w == "inet"]
+        route = ns.run(["ip", "route", "show", "default"], netns=vns).stdout.split()
+        q = shlex.quote
+        old_db, new_db = self.ovs(vm["host"]).db_sock, self.ovs(host).db_sock
+        lines = [
+            f"ovs-vsctl --db=unix:{q(str(old_db))} --if-exists del-port {q(old['bridge_int'])} {q(iface)}",
+            f"ip -n {q(old['netns'])} link delete dev {q(iface)} || true   # the VM's {dev} goes with it",
+            f"ip link add name {q(iface)} netns {q(new['netns'])} type veth peer name {q(dev)} netns {q(vns)}",
+            f"ip -n {q(vns)} link set dev {q(dev)} address {q(vm['mac'])} mtu {labmod.VM_MTU}",
+            f"ip netns exec {q(vns)} ethtool -K {q(dev)} tx off >/dev/null",
+            f"ip netns exec {q(new['netns'])} ethtool -K {q(iface)} tx off >/dev/null",
+            f"ip -n {q(vns)} link set dev {q(dev)} up",
+            f"ip -n {q(new['netns'])} link set dev {q(iface)} up",
+            *(f"ip -n {q(vns)} addr replace {q(c)} dev {q(dev)}" for c in cidrs),
+            *([f"ip -n {q(vns)} route replace default via {q(route[route.index('via') + 1])}"] if "via" in route else []),
+            f"ovs-vsctl --db=unix:{q(str(new_db))} --may-exist add-port {q(new['bridge_int'])} {q(iface)}"
+            f" -- set Interface {q(iface)} ofport_request={int(ofport)}",
+        ]
+        ns.run(["sh", "-ec", "\n".join(lines)], timeout=60)
+        vm["host"], vm["host_netns"] = host, new["netns"]
+        self.state.save()
+
+    def render(self, host: str, topo) -> None:
+        """Run ovsflow's rendered script for `host` of `topo` on that host, as `lab up` does."""
+        labmod._program_host(self.state, topo, host, lambda _msg: None)
+
+    def plumb(self, host: str, topo, controller: str) -> None:
+        """The OVSDB half of `host`'s rendered script, with `controller` as the bridges' OpenFlow
+        controller and no flows: bridges, patch, tunnel and VM ports (with their ofport numbers),
+        for a lab brought up with `program="none"` whose flows the live controller is to install.
+        Idempotent; the controller is set only if it differs (setting it clears a bridge's flows)."""
+        from ovsflow.compiler import compile_host
+        from ovsflow.render import bridge_vsctl, stale_ports
+
+        program = compile_host(topo, host, "netdev")
+        lines = ["set -eu"]
+        for b in program.bridges:
+            lines += bridge_vsctl(b, controller) + stale_ports(b)
+        info = self.state.hosts[host]
+        path = Path(info["ovs_dir"]) / "plumb.sh"
+        path.write_text("\n".join(lines) + "\n")
+        ns.run(["sh", "-e", str(path)], netns=info["netns"], env=self.ovs(host).env, timeout=60)
+
+    def start_ping(self, src: str, dst_ip: str, out: Path, interval: float = 0.01) -> subprocess.Popen:
+        """`ping -D -i interval` from VM `src` in the background, its output in `out` (stop_ping)."""
+        fh = open(out, "w")
+        try:
+            return subprocess.Popen(["ip", "netns", "exec", self.state.vms[src]["netns"], "ping", "-n", "-D",
+                                     "-i", str(interval), "-W", "1", dst_ip], stdout=fh, stderr=subprocess.STDOUT)
+        finally:
+            fh.close()  # the child holds its own descriptor
+
+    @staticmethod
+    def stop_ping(proc: subprocess.Popen) -> None:
+        """SIGINT (ping prints its summary), then make sure it is gone."""
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+_REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+)", re.M)
+
+
+def ping_replies(text: str) -> list[tuple[float, int]]:
+    """(timestamp, icmp_seq) of every echo reply in `ping -D` output."""
+    return [(float(t), int(q)) for t, q in _REPLY.findall(text)]
+
+
+def ping_gap(text: str) -> float | None:
+    """Longest silence, in seconds, between consecutive echo replies in `ping -D` output; None with
+    fewer than two replies. With a 10 ms interval an undisturbed path gives about 0.01."""
+    times = sorted(t for t, _ in ping_replies(text))
+    if len(times) < 2:
+        return None
+    return max(b - a for a, b in zip(times, times[1:]))
 
 
 def main(check: Callable[[Exercise], None], doc: str | None = None) -> None:

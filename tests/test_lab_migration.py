@@ -1,0 +1,165 @@
+"""Issue 5 in the lab (labs/06-migration): VM moves applied by the live controller, ping every 10 ms.
+
+The lab comes up with `program="none"` (no flows); the hosts' OVSDB side is plumbed (bridges,
+ports, tunnels, controller target — `Exercise.plumb`) and a real `ryu-manager ovsflow.app`, running in
+the lab's underlay namespace on 192.0.2.254 (the hosts reach it over their VTEP links), programs
+all six bridges. Every move then is: the VM re-plugged into the new host, the topology file (a copy
+in the test's temp dir) edited on disk, the app reloading it by itself. The test asserts that the
+ping resumes after every move, that the app pushed updates, and that the lab check passes; it
+prints the ping gaps (no timing goal is asserted here: that belongs to the benchmarks).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import lab_name
+from ovsflow.lab import lab as labmod
+from ovsflow.lab import netns as ns
+from ovsflow.lab.check import run_check
+from ovsflow.lab.exercise import Exercise
+from ovsflow.model import load_topology
+
+pytestmark = pytest.mark.ovs
+
+LAB = Path(__file__).resolve().parent.parent / "labs" / "06-migration"
+NAME = lab_name("mv")
+CTL_IP = "192.0.2.254"  # the controller's address on the lab's underlay (no VTEP uses it)
+CTL_PORT = 6653
+RYU_MANAGER = Path(sys.executable).parent / "ryu-manager"
+
+
+def lab_module():
+    spec = importlib.util.spec_from_file_location("lab06_check", LAB / "check.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class LiveController:
+    """`ryu-manager ovsflow.app` inside the lab's underlay namespace; its log in a file."""
+
+    def __init__(self, netns: str, topology: Path, log: Path) -> None:
+        self.log = log
+        cmd = ["ip", "netns", "exec", netns, str(RYU_MANAGER), "ovsflow.app",
+               "--ofp-listen-host", CTL_IP, "--ofp-tcp-listen-port", str(CTL_PORT),
+               "--ovsflow-topology", str(topology)]
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, pattern: str, count: int = 1, timeout: float = 30.0) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = re.findall(pattern, self.text())
+            if len(found) >= count:
+                return found
+            assert self.proc.poll() is None, f"ryu-manager exited ({self.proc.returncode}):\n{self.text()[-3000:]}"
+            assert time.monotonic() < deadline, f"no {count}x {pattern!r} within {timeout} s:\n{self.text()[-3000:]}"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def live(lab_base: Path, tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("migration")
+    topo_file = tmp / "topology.yaml"
+    shutil.copy(LAB / "topology.yaml", topo_file)  # the app watches this copy; the test edits it
+    topo = load_topology(topo_file)
+    assert CTL_IP not in {h.vtep for h in topo.hosts.values()}
+    ctl = None
+    try:
+        state = labmod.up(topo, NAME, program="none")
+        ul = state.underlay["netns"]
+        ns.addr_add(state.underlay["bridge"], f"{CTL_IP}/{state.underlay.get('prefixlen', '24')}", ul)
+        ctl = LiveController(ul, topo_file, tmp / "ryu.log")
+        ctl.wait_for(r"topology \S+ loaded \(start\)")
+        lab = Exercise(state, echo=print)
+        for host in state.hosts:
+            lab.plumb(host, topo, f"tcp:{CTL_IP}:{CTL_PORT}")
+        labmod._warm_underlay(state, print)  # new tunnel ports flushed OVS's tunnel neighbour cache
+        ctl.wait_for(r"\) connect: updated", count=6)
+        yield {"lab": lab, "ctl": ctl, "topology": topo_file}
+    finally:
+        if ctl is not None:
+            ctl.stop()  # before lab down: the namespace it lives in goes away
+        labmod.down(NAME)
+
+
+def test_the_app_programs_the_whole_lab(live) -> None:
+    lab, ctl = live["lab"], live["ctl"]
+    assert len(ctl.wait_for(r"\(hv\d/br-(?:int|tun)\) connect: updated")) == 6
+    matrix = run_check(lab.state)
+    bad = [f"{r.src}->{r.dst}: {r.violations}" for r in matrix.pairs.values() if not r.ok]
+    assert not bad, bad
+
+
+def report(results, title: str) -> float:
+    gaps = [r.gap_s for r in results]
+    med = statistics.median(gaps)
+    print(f"\n{title}: {len(results)} moves, ping gaps {', '.join(f'{g * 1000:.0f}' for g in gaps)} ms "
+          f"(median {med * 1000:.0f} ms); re-plug median {statistics.median(r.replug_s for r in results) * 1000:.0f} ms, "
+          f"program seen median {statistics.median(r.program_s for r in results) * 1000:.0f} ms after the re-plug started")
+    for r in results:
+        print(f"  {r}")
+    return med
+
+
+@pytest.mark.parametrize("port,mode,changed", [("vm2", "l2pop", {"hv1", "hv2", "hv3"}), ("vm5", "learn", {"hv2", "hv3"})])
+def test_moves_by_the_live_controller_resume_the_ping(live, tmp_path: Path, port: str, mode: str, changed: set) -> None:
+    lab, ctl = live["lab"], live["ctl"]
+    check = lab_module()
+    before = len(re.findall(r"loaded \(file change\)", ctl.text()))
+    hv1_before = len(re.findall(r"\(hv1/br-\w+\) file change", ctl.text()))
+    results = check.move_and_back(lab, port, tmp_path, rounds=2)
+    report(results, f"{port} ({mode}) moved hv2 <-> hv3 by the live controller")
+    assert [r.how for r in results] == ["controller"] * 4
+    assert all(r.mode == mode for r in results)
+    for r in results:
+        assert r.replies_after > 0, f"the ping did not resume after {r}"
+        assert r.gap_s != float("inf")
+        assert set(r.changed) == changed, r
+    assert lab.vm(port)["host"] == "hv2"  # back home
+    # the app saw each edit of the file and pushed to the switches of the affected hosts only
+    ctl.wait_for(r"loaded \(file change\)", count=before + 4)
+    hv1_pushes = len(re.findall(r"\(hv1/br-\w+\) file change", ctl.text())) - hv1_before
+    print(f"  updates the app pushed to hv1 (the pinger's host) during these moves: {hv1_pushes}")
+    if mode == "learn":
+        assert hv1_pushes == 0  # nothing in hv1's program says where vm5 is
+    else:
+        assert hv1_pushes >= 4  # its table-20 entry for vm2 follows every move
+    assert lab.ping("vm1", "vm2") and lab.ping("vm4", "vm5")
+
+
+def test_lab_check_passes_with_the_live_controller(live) -> None:
+    lines: list[str] = []
+    ex = Exercise(live["lab"].state, echo=lines.append)
+    results = lab_module().check(ex)
+    print("\n".join(lines))
+    assert not ex.failures, "\n".join(lines)
+    assert results and all(r.how == "controller" for r in results)
+    assert "hv2" in Path(live["topology"]).read_text()  # the file is back to its starting content
+    assert load_topology(live["topology"]).ports["vm2"].host == "hv2"
