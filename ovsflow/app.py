@@ -291,6 +291,7 @@ class OvsflowApp(app_manager.RyuApp):
     def reconcile(self, dp: Any, why: str) -> RC.Plan | None:
         lock = self.locks.setdefault(dp.id, hub.BoundedSemaphore(1))
         with lock:
+            tc = time.monotonic()
             target = self.programs.target(dp.id) if self.programs is not None else None
             if target is None:
                 LOG.warning("ovsflow: switch %016x is not in the topology: left untouched", dp.id)
@@ -330,10 +331,10 @@ class OvsflowApp(app_manager.RyuApp):
             if not plan.empty:
                 self._apply(dp, plan, target)
             t3 = time.monotonic()
-            LOG.info("ovsflow: switch %016x (%s) %s: %s %s flows=%d; read %.1f ms (%d entries, %d decoded), diff %.1f ms, "
+            LOG.info("ovsflow: switch %016x (%s) %s: %s %s flows=%d; program %.1f ms, read %.1f ms (%d entries, %d decoded), diff %.1f ms, "
                      "bundle %.1f ms, total %.1f ms", dp.id, target.label, why,
                      "in sync," if plan.empty else "updated,", plan.summary(), len(target.flows),
-                     (t1 - t0) * 1000, len(stats), len(rest), (t2 - t1) * 1000, (t3 - t2) * 1000, (t3 - t0) * 1000)
+                     (t0 - tc) * 1000, (t1 - t0) * 1000, len(stats), len(rest), (t2 - t1) * 1000, (t3 - t2) * 1000, (t3 - tc) * 1000)
             return plan
 
     def _apply(self, dp: Any, plan: RC.Plan, target: Target) -> None:
