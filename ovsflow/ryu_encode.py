@@ -184,8 +184,25 @@ def _canonical_action(a: F.Action) -> F.Action:
     return a
 
 
+def _plainly_canonical(flow: Flow) -> bool:
+    """True for the common case canonical_flow would return unchanged: exact values only, no
+    vlan_tci, no learn(), fields in FIELD_ORDER order (what Flow.make builds)."""
+    last = -1
+    for name, value in flow.match:
+        pos = F.FIELD_ORDER.get(name)
+        if pos is None or pos <= last or name == "vlan_tci" or type(value) is not int:
+            return False
+        last = pos
+    for a in flow.actions:
+        if type(a) is F.Learn:
+            return False
+    return True
+
+
 def canonical_flow(flow: Flow) -> Flow:
     """`flow` as it reads back from a switch (see canonical_match)."""
+    if _plainly_canonical(flow):
+        return flow
     return Flow(flow.table, flow.priority, canonical_match(flow.match),
                 tuple(_canonical_action(a) for a in flow.actions),
                 flow.cookie, flow.hard_timeout, flow.idle_timeout)
