@@ -187,13 +187,20 @@ class OvsflowApp(app_manager.RyuApp):
         self._hup = True
 
     def _watch(self, interval: float) -> None:
+        """SIGHUP reloads at once; a file change once the file has been still for one interval,
+        so an editor's half-written file is not read (and rejected) on the way."""
+        seen = self._stamp
         while True:
             hub.sleep(interval or 0.5)
             if self._hup:
                 self._hup = False
                 self.reload("SIGHUP")
-            elif interval and self._file_stamp() != self._stamp:
-                self.reload("file change")
+                seen = self._stamp
+            elif interval:
+                now = self._file_stamp()
+                if now != self._stamp and now == seen:
+                    self.reload("file change")
+                seen = now
 
     def reload(self, why: str) -> bool:
         """Load the topology; on success push it to the connected switches whose program changed."""
