@@ -29,6 +29,7 @@ Kernel GRE has no reference here when the kernel lacks gretap (this one does: no
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import time
@@ -104,18 +105,26 @@ class Case:
         labmod.ping(st, self.src, st.vms[self.dst]["ip"], 2)  # learn/ARP before the clock starts
         for h in (self.ha, self.hb):
             tp.pmd_stats(st, h, clear=True)
-        mid: dict[str, tuple[int, int]] = {}
+        mid: dict[str, object] = {}
 
         def sample() -> None:
             mid["a"], mid["b"] = tp.datapath_flows(st, self.ha), tp.datapath_flows(st, self.hb)
+            mid["flows"] = [tp.active_megaflows(st, self.ha), tp.active_megaflows(st, self.hb)]
 
+        cpu0 = [tp.vswitchd_cpu(st, h) for h in (self.ha, self.hb)]
         mbit, retr = tp.iperf(st, self.src, self.dst, seconds, omit=omit, during=sample)
+        cpu1 = [tp.vswitchd_cpu(st, h) for h in (self.ha, self.hb)]
         pa, pb = tp.pmd_stats(st, self.ha), tp.pmd_stats(st, self.hb)
+        cpu = [sum(c1.values()) - sum(c0.values()) for c0, c1 in zip(cpu0, cpu1)]
+        reval = [c1.get("revalidator", 0.0) - c0.get("revalidator", 0.0) for c0, c1 in zip(cpu0, cpu1)]
         self.samples[variant].append({
             "mbit": mbit, "retransmits": retr, "load": _loadavg(),
             "megaflows": [mid["a"][0], mid["b"][0]], "megaflows_active": [mid["a"][1], mid["b"][1]],
+            "active_flows": mid["flows"],
             "upcalls": [pa["upcalls"] + pa["failed_upcalls"], pb["upcalls"] + pb["failed_upcalls"]],
             "dp_packets": [pa["packets"], pb["packets"]],
+            "vswitchd_cpu_s": cpu, "revalidator_cpu_s": reval,
+            "cpu_us_per_packet": [c * 1e6 / max(1, n) for c, n in zip(cpu, (pa["packets"], pb["packets"]))],
             "controller_flows": tp.controller_outputs(st, self.ha) + tp.controller_outputs(st, self.hb),
         })
 
@@ -140,6 +149,17 @@ class Case:
                 max(x["megaflows_active"][i] for x in s[v]) for i in (0, 1)]
             figures[f"{v}: upcalls per run, sender / receiver (max)"] = [
                 max(x["upcalls"][i] for x in s[v]) for i in (0, 1)]
+        for v in OVS_VARIANTS:
+            figures[f"{v}: ovs-vswitchd CPU per datapath packet (us, sender / receiver, median)"] = [
+                med(x["cpu_us_per_packet"][i] for x in s[v]) for i in (0, 1)]
+        figures["vswitchd CPU per packet, pipeline / baseline (sender / receiver)"] = [
+            med(x["cpu_us_per_packet"][i] for x in s["pipeline"]) / med(x["cpu_us_per_packet"][i] for x in s["baseline"])
+            for i in (0, 1)]
+        figures["revalidator CPU per run (s, sender / receiver, median): pipeline / baseline"] = [
+            med(x["revalidator_cpu_s"][i] for x in s[v]) for v in OVS_VARIANTS for i in (0, 1)]
+        base_sets = {json.dumps(x["active_flows"]) for x in s["baseline"]}
+        same = sum(json.dumps(x["active_flows"]) in base_sets for x in s["pipeline"])
+        figures["pipeline runs whose live megaflows (match+actions) equal a baseline run's"] = f"{same} of {len(s['pipeline'])}"
         figures["pipeline: datapath packets per run, sender / receiver (median)"] = [
             int(med(x["dp_packets"][i] for x in s["pipeline"])) for i in (0, 1)]
         figures["packet-ins possible (flows outputting to CONTROLLER; no controller set)"] = max(

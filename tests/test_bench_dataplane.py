@@ -40,6 +40,8 @@ def test_dataplane_benchmark_quick(tmp_path: Path, lab_base: Path) -> None:
             # the TCP stream is cached in both hypervisors' datapaths while it runs
             assert min(run["megaflows_active"]) >= 1 and min(run["megaflows"]) >= min(run["megaflows_active"])
             assert all(u >= 0 for u in run["upcalls"]) and min(run["dp_packets"]) > 0
+            assert len(run["active_flows"]) == 2 and all(run["active_flows"])
+            assert min(run["vswitchd_cpu_s"]) > 0  # each switch burns CPU moving the stream
         assert samples["pipeline"][0]["controller_flows"] == 0  # render mode: nothing can packet-in
         assert row["figures"]["pipeline / baseline, ratio of medians (goal >= 0.95)"] > 0
     # this kernel has vxlan; the VXLAN row carries the kernel reference

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from . import lab as labmod
 from . import netns as ns
+from .ovs import read_pid
 from .state import LabState
 
 
@@ -79,6 +81,37 @@ def iperf(state: LabState, src: str, dst: str, seconds: float, *, target_ip: str
 
 
 _iperf = iperf  # the name compare() has always used
+
+
+def active_megaflows(state: LabState, host: str, active_within: float = 1.0) -> list[str]:
+    """`host`'s megaflows that matched a packet in the last `active_within` s, as match + actions
+    without counters, sorted: two programs that make OVS cache the same thing give equal lists."""
+    out = labmod.host_ovs(state, host).appctl("dpctl/dump-flows")
+    flows = []
+    for line in out.splitlines():
+        m = re.search(r"used:([0-9.]+)s", line)
+        if "actions:" in line and m and float(m.group(1)) <= active_within:
+            flows.append(re.sub(r"packets:\d+, bytes:\d+, used:[0-9.]+s, (flags:\S+, )?", "", line.strip()))
+    return sorted(flows)
+
+
+def vswitchd_cpu(state: LabState, host: str) -> dict[str, float]:
+    """CPU seconds (user + system) `host`'s ovs-vswitchd has used, per thread kind ('ovs-vswitchd'
+    is the main thread, which also polls the userspace datapath's ports; 'revalidator', 'handler',
+    'urcu', ...). Deltas around a run show where the switch spent its time."""
+    ovs = labmod.host_ovs(state, host)
+    pid = read_pid(ovs.vswitchd_pidfile)
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")].rstrip("0123456789")
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[comm] = out.get(comm, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 def datapath_flows(state: LabState, host: str, active_within: float = 1.0) -> tuple[int, int]:
