@@ -364,8 +364,11 @@ class OvsflowApp(app_manager.RyuApp):
             put(msg.buf)
 
         tails = target.add_tails
+        changes = RC.ordered_changes(plan)
+        LOG.info("ovsflow: switch %016x (%s): sending bundle %d with %d changes", dp.id, target.label,
+                 bundle_id, len(changes))
         put_msg(R.bundle_ctrl(dp, bundle_id, "open"))
-        for kind, command, item in RC.ordered_changes(plan):
+        for kind, command, item in changes:
             if kind == "flow":
                 dp.xid = xid = (dp.xid + 1) & dp.ofproto.MAX_XID  # what Datapath.set_xid does
                 tail = tails.get(id(item)) if command == "add" else None

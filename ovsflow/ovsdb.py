@@ -246,3 +246,13 @@ def ensure_host(remote: str, program: HostProgram, controller: str | None = None
         return host.commit(wait)
     finally:
         idl.close()
+
+
+def ensure_from_topology(topology: str, host: str, remote: str, controller: str | None = None,
+                         probe_ms: int | None = None, datapath_type: str | None = None) -> Changes:
+    """What an `ovsflow` command needs: compile `host` of the topology file and ensure it."""
+    from .compiler import compile_host
+    from .model import load_topology
+
+    program = compile_host(load_topology(topology), host, datapath_type)
+    return ensure_host(remote, program, controller, probe_ms, datapath_type)

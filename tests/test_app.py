@@ -284,3 +284,38 @@ def test_openflow13_switch_gets_onf_bundles(ovs, controller_factory, tmp_path: P
     ovs.vsctl("set", "bridge", "br-tun", "protocols=OpenFlow13,OpenFlow14")  # diff-flows speaks 1.4
     ovs.vsctl("set", "bridge", "br-int", "protocols=OpenFlow13,OpenFlow14")
     assert_equals_render(ovs, program, tmp_path)
+
+
+@pytest.mark.ovs
+def test_kill_9_during_a_large_update_leaves_old_or_new(ovs, controller_factory, tmp_path: Path) -> None:
+    """SIGKILL the controller right after it starts sending a ~10k-flow bundle: the switch holds
+    the whole program or none of it (OVS discards an uncommitted bundle), and the next
+    controller completes it."""
+    import json
+
+    topo = {"hosts": {f"hv{i}": {"vtep": f"192.0.2.{10 + i}"} for i in range(1, 4)}, "networks": {}, "ports": {}}
+    for n in range(20):
+        topo["networks"][f"n{n}"] = {"vni": 1000 + n, "mode": "l2pop", "subnet": "10.0.0.0/16"}
+        topo["ports"][f"n{n}-local"] = {"host": "hv1", "network": f"n{n}", "mac": "02:00:00:00:ff:ff",
+                                        "ip": "10.0.255.254"}
+        for p in range(250):
+            topo["ports"][f"n{n}-p{p}"] = {"host": f"hv{2 + p % 2}", "network": f"n{n}",
+                                           "mac": f"02:00:00:00:{p >> 8:02x}:{p & 255:02x}",
+                                           "ip": f"10.0.1.{p + 1}" if p < 254 else f"10.0.2.{p}"}
+    topo_file = tmp_path / "big.json"
+    topo_file.write_text(json.dumps(topo))
+    program = compile_host(load_topology(topo_file), "hv1")
+    tun = program.bridge("tun")
+    assert len(tun.flows) > 10_000
+    port = free_port()
+    make_bridges(ovs, program, port)
+    c = controller_factory(port, topo_file, netns=ovs.netns).start()
+    c.wait_for(r"\(hv1/br-tun\): sending bundle \d+ with \d+ changes", timeout=120)
+    c.proc.kill()
+    c.proc.wait(10)
+    n = len(ovs.dump_flows(tun.name, f"cookie={COOKIE_STATIC:#x}/-1"))
+    print(f"after kill -9: {n} of {len(tun.flows)} flows")
+    assert n in (0, len(tun.flows)), f"partial program on the switch: {n} of {len(tun.flows)} flows"
+    c.start()
+    c.wait_for(r"\(hv1/br-tun\) connect: (updated|in sync), ", timeout=120)
+    assert_equals_render(ovs, program, tmp_path)
