@@ -12,7 +12,6 @@ prints the ping gaps (no timing goal is asserted here: that belongs to the bench
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import shutil
 import signal
