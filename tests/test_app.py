@@ -319,3 +319,32 @@ def test_kill_9_during_a_large_update_leaves_old_or_new(ovs, controller_factory,
     c.start()
     c.wait_for(r"\(hv1/br-tun\) connect: (updated|in sync), ", timeout=120)
     assert_equals_render(ovs, program, tmp_path)
+
+
+@pytest.mark.ovs
+def test_vswitchd_restart_is_fully_reprogrammed(ovs, controller_factory, tmp_path: Path) -> None:
+    """ovs-vswitchd restarts with empty tables (the database keeps bridges and controller): the
+    app sees a fresh connection and installs the whole program again."""
+    from ovsflow.lab.netns import run
+    from ovsflow.lab.ovs import pid_is, read_pid
+
+    topo_file = DATA / "seed003-vxlan.yaml"
+    program = compile_host(load_topology(topo_file), "hv3")
+    port = free_port()
+    make_bridges(ovs, program, port)
+    c = controller_factory(port, topo_file, netns=ovs.netns).start()
+    for b in program.bridges:
+        c.wait_for(rf"\(hv3/{b.name}\) connect: updated, added={len(b.flows)} ")
+    pid = read_pid(ovs.vswitchd_pidfile)
+    ovs.appctl("exit")
+    deadline = time.monotonic() + 10
+    while pid_is(pid, "ovs-vswitchd") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run(["ovs-vswitchd", "--detach", "--no-chdir", "--pidfile", f"--log-file={ovs.vswitchd_log}",
+         f"unix:{ovs.db_sock}"], netns=ovs.netns, env=ovs.env)
+    ctl = ovs.workdir / f"ovs-vswitchd.{read_pid(ovs.vswitchd_pidfile)}.ctl"
+    ovs.vswitchd_ctl.unlink()
+    ovs.vswitchd_ctl.symlink_to(ctl.name)
+    for b in program.bridges:
+        c.wait_for(rf"\(hv3/{b.name}\) connect: updated, added={len(b.flows)} modified=0 deleted=0 ", count=2)
+    assert_equals_render(ovs, program, tmp_path)
