@@ -20,6 +20,10 @@ from .program import COOKIE_LEARNED, COOKIE_STATIC, BridgeProgram, HostProgram, 
 TUNNEL_TABLE = {"gre": 3, "vxlan": 4, "geneve": 6}
 BROADCAST = 0xFFFFFFFFFFFF
 ETH_ARP = 0x0806
+ETH_IPV6 = 0x86DD
+IPPROTO_ICMPV6 = 58
+ND_SOLICIT, ND_ADVERT = 135, 136
+NA_FLAGS_SOLICITED_OVERRIDE = 0x60000000  # nd_reserved: S and O set, R clear (not a router)
 MULTICAST = (0x010000000000, 0x010000000000)  # dl_dst=01:00:00:00:00:00/01:00:00:00:00:00
 UNICAST = (0x000000000000, 0x010000000000)
 NO_VLAN = (0x0000, 0x1FFF)  # vlan_tci=0x0000/0x1fff: no VLAN header
@@ -39,6 +43,10 @@ def vid(vlan: int) -> int:
 
 def ip_int(ip: str) -> int:
     return int(ipaddress.IPv4Address(ip))
+
+
+def ip6_int(ip: str) -> int:
+    return int(ipaddress.IPv6Address(ip))
 
 
 def flood_group_id(net: Network) -> int:
@@ -161,6 +169,41 @@ class HostCompiler:
                     F.Output(F.IN_PORT),
                 ])
 
+    def tun_nd_responder(self) -> Iterable[Flow]:
+        """l2pop for IPv6, which Neutron does not do: a neighbour solicitation for a remote VM's
+        address becomes an advertisement in the switch (two tables: OVS accepts nd_tll only on a
+        frame already matched as an advertisement). Duplicate address detection (source ::) floods."""
+        icmp6 = {"dl_type": ETH_IPV6, "nw_proto": IPPROTO_ICMPV6}
+        for net in self.networks:
+            if net.mode != "l2pop" or not self.has_remotes(net):
+                continue
+            vlan = self.vlans[net.name]
+            yield Flow.make(2, 2, {"dl_vlan": vlan, **icmp6, "icmpv6_type": ND_SOLICIT}, [F.GotoTable(21)])
+            yield Flow.make(21, 2, {"dl_vlan": vlan, **icmp6, "icmpv6_type": ND_SOLICIT, "ipv6_src": 0}, [F.GotoTable(22)])
+            for port in self.graph.ports_of(net.name):
+                if port.ipv6 is None:
+                    continue
+                target = ip6_int(port.ipv6)
+                solicit = {"dl_vlan": vlan, **icmp6, "icmpv6_type": ND_SOLICIT, "nd_target": target}
+                if port.host == self.host.name:
+                    yield Flow.make(21, 1, solicit, [])
+                    continue
+                yield Flow.make(21, 1, solicit, [
+                    F.SetField("icmpv6_type", ND_ADVERT),
+                    F.SetField("icmpv6_code", 0),
+                    F.SetField("nd_reserved", NA_FLAGS_SOLICITED_OVERRIDE),
+                    F.SetField("nd_options_type", 2),
+                    F.GotoTable(23),
+                ])
+                yield Flow.make(23, 1, {"dl_vlan": vlan, **icmp6, "icmpv6_type": ND_ADVERT, "nd_target": target}, [
+                    F.SetField("nd_tll", mac_int(port.mac)),
+                    F.Move("dl_src", "dl_dst"),
+                    F.SetField("eth_src", mac_int(port.mac)),
+                    F.Move("ipv6_src", "ipv6_dst"),
+                    F.SetField("ipv6_src", target),
+                    F.Output(F.IN_PORT),
+                ])
+
     def tun_flood(self) -> Iterable[Flow]:
         """Head-end replication (seed 004): one copy per VTEP hosting the network, none elsewhere.
         The list lives in a group (type all, a bucket per remote VTEP), so a VTEP joining or leaving
@@ -216,7 +259,8 @@ class HostCompiler:
     # -- assembly ----------------------------------------------------------------------------------
     def bridge_tun(self) -> BridgeProgram:
         flows = [*self.tun_classify(), *self.tun_from_int(), *self.tun_key_to_vlan(), *self.tun_learn(),
-                 *self.tun_unicast(), *self.tun_arp_responder(), *self.tun_flood()]
+                 *self.tun_unicast(), *self.tun_arp_responder(),
+                 *self.tun_nd_responder(), *self.tun_flood()]
         ports = [PortConfig("patch-int", PATCH_OFPORT, "patch", (("peer", "patch-tun"),), f"patch to {self.host.bridge_int}")]
         for t in self.tunnels:
             opts = (("key", "flow"), ("local_ip", self.host.vtep), ("remote_ip", t.remote_ip))

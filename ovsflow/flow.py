@@ -25,6 +25,7 @@ FIELDS: dict[str, tuple[str, int]] = {
     "dl_src": ("mac", 48),
     "dl_dst": ("mac", 48),
     "dl_type": ("hex", 16),
+    "nw_proto": ("int", 8),
     "arp_op": ("int", 16),
     "arp_spa": ("ipv4", 32),
     "arp_tpa": ("ipv4", 32),
@@ -42,6 +43,7 @@ NXM_NAMES: dict[str, str] = {
     "vlan_tci": "NXM_OF_VLAN_TCI",
     "dl_src": "NXM_OF_ETH_SRC",
     "dl_dst": "NXM_OF_ETH_DST",
+    "nw_proto": "NXM_OF_IP_PROTO",
     "arp_op": "NXM_OF_ARP_OP",
     "arp_spa": "NXM_OF_ARP_SPA",
     "arp_tpa": "NXM_OF_ARP_TPA",
@@ -68,6 +70,9 @@ SET_FIELDS: dict[str, str] = {
     "ipv6_src": "ipv6",
     "ipv6_dst": "ipv6",
     "icmpv6_type": "int",
+    "icmpv6_code": "int",
+    "nd_reserved": "hex",  # the NA flags word: R, S, O in the top bits
+    "nd_options_type": "int",  # 1 = source, 2 = target link-layer address option
     "nd_tll": "mac",
     "nd_sll": "mac",
 }

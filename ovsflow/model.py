@@ -81,6 +81,7 @@ class Port(NamedTuple):
     network: str
     mac: str  # lower case, colon separated
     ip: str | None = None
+    ipv6: str | None = None  # canonical (compressed) form
     iface: str = ""
     ofport: int | None = None
 
@@ -322,6 +323,7 @@ def _build(data: dict, source: str) -> Topology:
             network=p["network"],
             mac=p["mac"].lower(),
             ip=p.get("ip"),
+            ipv6=str(ipaddress.IPv6Address(p["ipv6"])) if "ipv6" in p else None,
             iface=p.get("iface") or default_iface(name),
             ofport=p.get("ofport"),
         )
@@ -371,6 +373,7 @@ def semantic_problems(topo: Topology) -> list[Problem]:
     ip_owner: dict[tuple[str, str], str] = {}
     iface_owner: dict[tuple[str, str], str] = {}
     ofport_owner: dict[tuple[str, int], str] = {}
+    ip6_owner: dict[tuple[str, str], str] = {}
     reserved = {h.name: {h.bridge_int, h.bridge_tun, "patch-tun", "patch-int"} for h in topo.hosts.values()}
     hosts, networks = topo.hosts, topo.networks
     per_host: dict[str, set[str]] = {}
@@ -403,6 +406,13 @@ def semantic_problems(topo: Topology) -> list[Problem]:
             owner = ip_owner.setdefault((network, p.ip), name)
             if owner != name:
                 out.append(Problem(src, f"ports.{name}.ip", f"IP already used in network {network} by port {owner}", p.ip))
+        if p.ipv6 is not None:
+            addr6 = ipaddress.IPv6Address(p.ipv6)
+            if addr6.is_multicast or addr6.is_unspecified or addr6.is_loopback:
+                out.append(Problem(src, f"ports.{name}.ipv6", "not a unicast address", p.ipv6))
+            owner = ip6_owner.setdefault((network, p.ipv6), name)
+            if owner != name:
+                out.append(Problem(src, f"ports.{name}.ipv6", f"IPv6 address already used in network {network} by port {owner}", p.ipv6))
         owner = iface_owner.setdefault((host, p.iface), name)
         if owner != name:
             hint = "; set ports.<name>.iface" if p.iface == default_iface(name) else ""

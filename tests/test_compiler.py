@@ -218,7 +218,7 @@ def test_l2pop_prepopulates_unicast_and_answers_arp_for_remote_ips_only() -> Non
     f = unicast[(blue, 0x020000000002)]
     assert f.actions[:2] == (F.PopVlan(), F.SetField("tun_id", 101))
     assert dict(ports[next(p.name for p in tun.ports if p.ofport == f.actions[2].port)].options)["remote_ip"] == "192.0.2.12"
-    arp = {f.match_dict["arp_tpa"]: f for f in tun.flows if f.table == 21 and f.priority == 1}
+    arp = {f.match_dict["arp_tpa"]: f for f in tun.flows if f.table == 21 and "arp_tpa" in f.match_dict}
     assert set(arp) == {0xC6336401, 0xC6336402, 0xC6336403}  # 198.51.100.1-3
     assert arp[0xC6336401].actions == ()  # the local VM answers for itself
     reply = arp[0xC6336402].actions
@@ -226,8 +226,28 @@ def test_l2pop_prepopulates_unicast_and_answers_arp_for_remote_ips_only() -> Non
     assert F.SetField("eth_src", 0x020000000002) in reply and reply[-1] == F.Output(F.IN_PORT)
     assert all(f.match_dict["dl_vlan"] == blue for f in arp.values())
     to_responder = [f for f in tun.flows if f.table == 2 and any(a == F.GotoTable(21) for a in f.actions)]
-    assert len(to_responder) == 1 and to_responder[0].match_dict["dl_vlan"] == blue
-    assert red not in {f.match_dict.get("dl_vlan") for f in tun.flows if f.table in (20, 21)}
+    assert sorted(f.match_dict["dl_type"] for f in to_responder) == [0x0806, 0x86DD]
+    assert all(f.match_dict["dl_vlan"] == blue for f in to_responder)
+    assert red not in {f.match_dict.get("dl_vlan") for f in tun.flows if f.table in (20, 21, 23)}
+
+
+def test_l2pop_nd_responder_turns_solicitations_into_advertisements() -> None:
+    program = compile_host(load_topology(DATA / "seed003-l2pop.yaml"), "hv1")
+    tun = program.bridge("tun")
+    blue = program.local_vlans["blue"]
+    ns = {f.match_dict["nd_target"]: f for f in tun.flows if f.table == 21 and "nd_target" in f.match_dict}
+    target2 = 0x20010DB8000000000000000000000002
+    assert set(ns) == {target2 - 1, target2, target2 + 1}
+    assert ns[target2 - 1].actions == ()  # blue1 is local: it answers for itself
+    assert ns[target2].actions == (F.SetField("icmpv6_type", 136), F.SetField("icmpv6_code", 0),
+                                   F.SetField("nd_reserved", 0x60000000), F.SetField("nd_options_type", 2),
+                                   F.GotoTable(23))
+    [na] = [f for f in tun.flows if f.table == 23 and f.match_dict.get("nd_target") == target2]
+    assert na.match_dict["icmpv6_type"] == 136 and na.match_dict["dl_vlan"] == blue
+    assert F.SetField("nd_tll", 0x020000000002) in na.actions and F.SetField("ipv6_src", target2) in na.actions
+    assert na.actions[-1] == F.Output(F.IN_PORT)
+    dad = [f for f in tun.flows if f.table == 21 and f.match_dict.get("ipv6_src") == 0]
+    assert len(dad) == 1 and dad[0].actions == (F.GotoTable(22),) and dad[0].priority == 2
 
 
 def test_vtep_joining_a_network_changes_one_group_and_no_flow() -> None:
