@@ -99,7 +99,7 @@ def live(lab_base: Path, tmp_path_factory: pytest.TempPathFactory):
         lab = Exercise(state, echo=print)
         for host in state.hosts:
             lab.plumb(host, topo, f"tcp:{CTL_IP}:{CTL_PORT}")
-        labmod._warm_underlay(state, print)  # new tunnel ports flushed OVS's tunnel neighbour cache
+        labmod.warm_underlay(state, print)  # new tunnel ports flushed OVS's tunnel neighbour cache
         ctl.wait_for(r"\) connect: updated", count=6)
         yield {"lab": lab, "ctl": ctl, "topology": topo_file}
     finally:

@@ -120,7 +120,7 @@ class Exercise:
 
     def render(self, host: str, topo) -> None:
         """Run ovsflow's rendered script for `host` of `topo` on that host, as `lab up` does."""
-        labmod._program_host(self.state, topo, host, lambda _msg: None)
+        labmod.program_host(self.state, topo, host, lambda _msg: None)
 
     def plumb(self, host: str, topo, controller: str) -> None:
         """The OVSDB half of `host`'s rendered script, with `controller` as the bridges' OpenFlow

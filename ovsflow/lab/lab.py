@@ -118,9 +118,9 @@ def up(topo, name: str = DEFAULT_NAME, *, program: str = "render", log: Log = _q
         t_plumb = time.monotonic()
         if program == "render":
             for host in topo.hosts:
-                _program_host(state, topo, host, log)
+                program_host(state, topo, host, log)
         # after programming: creating tunnel ports flushes OVS's tunnel neighbour cache
-        _warm_underlay(state, log)
+        warm_underlay(state, log)
         state.timings["plumbing_s"] = round(t_plumb - t0, 3)
         state.timings["program_s"] = round(time.monotonic() - t_plumb, 3)
         state.timings["up_s"] = round(time.monotonic() - t0, 3)
@@ -165,7 +165,7 @@ def _host_up(state: LabState, topo, host, index: int, names: dict[str, str], ple
     inst.appctl("ovs/route/add", str(net), "br-phy")
 
 
-def _warm_underlay(state: LabState, log: Log) -> None:
+def warm_underlay(state: LabState, log: Log) -> None:
     """Every VTEP pings every other once, as hosts on a real, busy underlay would have: OVS's
     tunnel neighbour cache (`ovs-appctl tnl/neigh/show`) and br-phy's MAC table are then filled,
     and the first tunnelled frame of an exercise is not lost to neighbour resolution."""
@@ -229,7 +229,7 @@ def _vm_up(state: LabState, topo, port, names: dict[str, str], log: Log) -> None
             ns.run(["ip", "route", "replace", "default", "via", str(network.gateway)], netns=vns, check=False)
 
 
-def _program_host(state: LabState, topo, host: str, log: Log) -> None:
+def program_host(state: LabState, topo, host: str, log: Log) -> None:
     """Run ovsflow's rendered script for `host` against its private OVS, as an operator would."""
     from ovsflow.render import render_script  # the lead's module; imported late on purpose
 
