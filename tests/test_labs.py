@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ def load_check(lab_dir: Path):
     spec = importlib.util.spec_from_file_location(f"lab_check_{lab_dir.name.replace('-', '_')}", lab_dir / "check.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses (with postponed annotations) look themselves up here
     spec.loader.exec_module(module)
     return module.check
 
