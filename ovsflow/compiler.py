@@ -129,18 +129,17 @@ class HostCompiler:
                     yield Flow.make(10, 2, {"dl_vlan": self.vlans[net.name]}, actions)
 
     def tun_unicast(self) -> Iterable[Flow]:
-        """l2pop: every remote port of an l2pop network pre-installed, above anything learned."""
+        """l2pop: every remote port of an l2pop network pre-installed, above anything learned.
+        (This is the one per-remote-VM loop: actions are shared values, built once per network.)"""
+        pop = F.PopVlan()
         for net in self.networks:
             if net.mode != "l2pop":
                 continue
+            vlan, set_key = self.vlans[net.name], F.SetField("tun_id", net.vni)
+            outputs = {h: F.Output(self.tunnel_by_key[(h, net.tunnel)].ofport) for h in self.graph.remote_hosts(self.host.name, net.name)}
             for port in self.graph.ports_of(net.name):
-                if port.host == self.host.name:
-                    continue
-                tunnel = self.tunnel_by_key[(port.host, net.tunnel)]
-                yield Flow.make(
-                    20, PRIO_L2POP, {"dl_vlan": self.vlans[net.name], "dl_dst": mac_int(port.mac)},
-                    [F.PopVlan(), F.SetField("tun_id", net.vni), F.Output(tunnel.ofport)],
-                )
+                if port.host != self.host.name:
+                    yield Flow.make(20, PRIO_L2POP, {"dl_vlan": vlan, "dl_dst": mac_int(port.mac)}, (pop, set_key, outputs[port.host]))
 
     def tun_arp_responder(self) -> Iterable[Flow]:
         """l2pop (seed 002): ARP requests for known IPs never reach the underlay. A remote VM's IP is

@@ -240,6 +240,10 @@ Action = Union[Output, Group, PushVlan, PopVlan, SetField, Move, Learn, GotoTabl
 # ---------------------------------------------------------------------------------------------
 
 
+def _field_rank(item: tuple[str, MatchValue]) -> int:
+    return FIELD_ORDER[item[0]]
+
+
 @dataclass(frozen=True, slots=True, order=False)
 class Flow:
     """One OpenFlow flow entry as ovsflow wants it on a switch.
@@ -267,7 +271,7 @@ class Flow:
         hard_timeout: int = 0,
         idle_timeout: int = 0,
     ) -> "Flow":
-        items = tuple(sorted((match or {}).items(), key=lambda kv: FIELD_ORDER[kv[0]]))
+        items = tuple(sorted((match or {}).items(), key=_field_rank))
         return Flow(table, priority, items, tuple(actions), cookie, hard_timeout, idle_timeout)
 
     @property
@@ -275,7 +279,10 @@ class Flow:
         return dict(self.match)
 
     def sort_key(self) -> tuple:
-        return (self.table, -self.priority, self.match_text(), self.actions_text())
+        """Table, then priority (high first), then the match by value. Cheap (no text) because
+        render sorts every flow; exact and masked values of one field compare as (value, mask)."""
+        return (self.table, -self.priority,
+                tuple((k, v if isinstance(v, tuple) else (v, -1)) for k, v in self.match))
 
     def match_text(self) -> str:
         return ",".join(format_match(k, v) for k, v in self.match)
