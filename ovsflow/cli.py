@@ -117,6 +117,43 @@ def pipeline(bridge: str) -> None:
         click.echo("")
 
 
+@main.command("ovsdb-ensure")
+@click.argument("topology", type=click.Path(dir_okay=False))
+@click.option("--host", "host", required=True, metavar="NAME", help="The host whose bridges and ports to ensure.")
+@click.option("--db", "remote", default=None, metavar="REMOTE",
+              help="OVSDB to talk to: unix:PATH or tcp:IP:PORT (default: the host's `ovsdb` in the "
+                   "topology, else unix:$OVS_RUNDIR/db.sock).")
+@click.option("--controller", default=None, metavar="TARGET", help="OpenFlow controller target, e.g. tcp:127.0.0.1:6653.")
+@click.option("--probe-ms", type=int, default=None, help="Controller inactivity probe (ms).")
+@click.option("--datapath-type", type=click.Choice(["system", "netdev"]), default=None)
+def ovsdb_ensure(topology: str, host: str, remote: str | None, controller: str | None, probe_ms: int | None,
+                 datapath_type: str | None) -> None:
+    """Make a host's OVSDB hold its bridges and ports (fail_mode secure, protocols, datapath ids,
+    patch and tunnel ports, controller) in one transaction through the OVSDB protocol; flows are
+    left to the controller or to `render`. Prints what changed; nothing when all is in place."""
+    import warnings
+
+    with warnings.catch_warnings():  # python-ovs imports eventlet (installed for Ryu), which warns
+        warnings.simplefilter("ignore")
+        from .ovsdb import OvsdbError, ensure_from_topology
+
+    topo = _load(topology)
+    if host not in topo.hosts:
+        _fail(f"{topology}: hosts.{host}: no such host (known: {', '.join(sorted(topo.hosts)) or 'none'})")
+    rundir = os.environ.get("OVS_RUNDIR", "/var/run/openvswitch")
+    remote = remote or topo.hosts[host].ovsdb or f"unix:{rundir}/db.sock"
+    try:
+        changes = ensure_from_topology(topology, host, remote, controller or topo.controller,
+                                       probe_ms if probe_ms is not None else topo.inactivity_probe_ms, datapath_type)
+    except (OvsdbError, OSError) as exc:
+        _fail(f"{remote}: {exc}", 1)
+    for line in changes.lines:
+        click.echo(line)
+    for bridge in changes.flows_cleared:
+        click.echo(f"ovsflow: warning: OVS clears the flows of {bridge} for this change (controller or fail_mode)", err=True)
+    click.echo(f"{host}: {len(changes.lines)} change(s)")
+
+
 DEFAULT_LAB = Path(__file__).resolve().parent.parent / "labs" / "03-seed003" / "topology.yaml"
 
 

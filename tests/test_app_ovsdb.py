@@ -68,3 +68,24 @@ def test_ensure_host_follows_topology_changes(ovs, tmp_path: Path) -> None:
     assert any("stale port" in ln for ln in changes.lines)
     ports = set(ovs.vsctl("list-ports", "br-tun").split())
     assert ports == {p.name for p in smaller.bridge("tun").ports} | {"mirror0"}
+
+
+def test_ovsdb_ensure_command(ovs) -> None:
+    """The `ovsflow ovsdb-ensure` command: changes on the first run, none on the second."""
+    import os
+    import subprocess
+    import sys
+
+    topo = Path(__file__).parent / "data" / "seed003-vxlan.yaml"
+    cmd = [sys.executable, "-m", "ovsflow.cli", "ovsdb-ensure", str(topo), "--host", "hv2",
+           "--datapath-type", "netdev", "--controller", "tcp:127.0.0.1:6653"]
+    env = {**os.environ, **ovs.env}
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert not first.stdout.strip().endswith(": 0 change(s)"), first.stdout
+    assert set(ovs.vsctl("list-br").split()) == {"br-int", "br-tun"}
+    assert ovs.vsctl("get-controller", "br-tun").strip() == "tcp:127.0.0.1:6653"
+    second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert second.returncode == 0 and second.stdout.strip() == "hv2: 0 change(s)", second.stdout + second.stderr
+    bad = subprocess.run([*cmd[:6], "hv9"], capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode == 2 and "hosts.hv9: no such host" in bad.stderr
