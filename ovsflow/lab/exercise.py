@@ -8,12 +8,14 @@ line per expectation and exits 1 if any failed; the test suite calls the same fu
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import re
 import shlex
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from dataclasses import dataclass, field
@@ -138,6 +140,58 @@ class Exercise:
         path = Path(info["ovs_dir"]) / "plumb.sh"
         path.write_text("\n".join(lines) + "\n")
         ns.run(["sh", "-e", str(path)], netns=info["netns"], env=self.ovs(host).env, timeout=60)
+
+    # --- VMs coming and going, a host's switch restarting (issue 4's live-controller tests) -----
+    def add_vm(self, port: str, topo) -> None:
+        """Plug VM `port`, new in `topo`, into its host as `lab up` would have: its namespace, MAC,
+        address and MTU, and its veth peer in the host's namespace (not yet on br-int: `plumb`
+        with `topo` adds it there with the ofport the program expects). Recorded in the state
+        file first, so `lab down` removes it whatever happens."""
+        names = labmod.namespace_names(self.state.name, list(topo.hosts), list(topo.ports))
+        labmod._vm_up(self.state, topo, topo.ports[port], names, lambda _msg: None)
+
+    def remove_vm(self, port: str) -> None:
+        """Unplug VM `port`: off its host's br-int, its veth and namespace gone, out of the state."""
+        vm = self.state.vms[port]
+        host = vm["host"]
+        self.ovs(host).vsctl("--if-exists", "del-port", self.state.hosts[host]["bridge_int"], vm["iface"])
+        for pid in ns.netns_pids(vm["netns"]):
+            os.kill(pid, signal.SIGKILL)
+        ns.netns_delete(vm["netns"])  # the veth pair goes with its VM end
+        ns.link_delete(vm["iface"], vm["host_netns"])
+        del self.state.vms[port]
+        if vm["netns"] in self.state.netns:
+            self.state.netns.remove(vm["netns"])
+        self.state.save()
+
+    def restart_vswitchd(self, host: str, log: Callable[[str], None] = lambda _msg: None) -> float:
+        """Stop `host`'s ovs-vswitchd and start it again over the same database, as a package
+        upgrade or a crash does: the bridges come back from OVSDB with empty flow tables (and
+        controller, fail_mode secure), VM veths are re-attached. Then what the host's own network
+        configuration would redo at boot: br-phy (a new tap device) gets the VTEP address and
+        OVS's tunnel route again. Returns time.monotonic() at the moment the new daemon was up."""
+        from .ovs import pid_is, read_pid
+
+        info, inst = self.state.hosts[host], self.ovs(host)
+        pid = read_pid(inst.vswitchd_pidfile)
+        inst.appctl("exit")
+        deadline = time.monotonic() + 10
+        while pid is not None and pid_is(pid, "ovs-vswitchd") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        ns.run(["ovs-vswitchd", "--detach", "--no-chdir", "--pidfile", f"--log-file={inst.vswitchd_log}",
+                f"unix:{inst.db_sock}"], netns=info["netns"], env=inst.env)
+        started = time.monotonic()
+        inst._link_ctl(inst.vswitchd_pidfile, "ovs-vswitchd", inst.vswitchd_ctl)
+        deadline = time.monotonic() + 10
+        while not ns.link_exists("br-phy", info["netns"]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        plen = self.state.underlay.get("prefixlen", "24")
+        ns.addr_add("br-phy", f"{info['vtep']}/{plen}", info["netns"])
+        ns.link_up("br-phy", info["netns"])
+        net = ipaddress.ip_network(f"{info['vtep']}/{plen}", strict=False)
+        inst.appctl("ovs/route/add", str(net), "br-phy")
+        log(f"host {host}: ovs-vswitchd restarted, br-phy {info['vtep']}/{plen} restored")
+        return started
 
     def start_ping(self, src: str, dst_ip: str, out: Path, interval: float = 0.01) -> subprocess.Popen:
         """`ping -D -i interval` from VM `src` in the background, its output in `out` (stop_ping)."""
