@@ -8,7 +8,9 @@ its VM on hv2 through:
                     (ovsflow.lab.throughput.install_baseline): the least that still forwards;
   kernel          - the Linux kernel's own VXLAN device directly between the same two VM namespaces
                     over a veth (no OVS at all), checksum offload off like every lab NIC;
-  kernel-offload  - the same with the kernel's default offloads on (TSO/checksum: the kernel's best).
+  kernel-offload  - the same with the kernel's default offloads on (TSO/checksum: the kernel's best);
+  pipeline-again  - ovsflow's program once more, as its own variant: an A/A control whose ratio to
+                    `pipeline` shows how far this harness, on this machine, moves a ratio by itself.
 Before the rounds, one unrecorded second through each OVS program takes the fresh lab's first-contact
 cache misses (reported separately), so they do not land on whichever variant happens to run first.
 Rounds interleave the variants, rotating their order each round, so a burst of load from the other
@@ -16,8 +18,11 @@ engineers' jobs on this shared 2-core machine hits every variant alike; ratios o
 figures that mean something, absolute Mbit/s less so.
 
 While each OVS run is live, the datapath is sampled on the sender's and receiver's hypervisor:
+  CPU             - ovs-vswitchd's CPU seconds (all threads, /proc) per datapath packet; revalidator
+                    threads separately (they would carry learn()'s refreshes);
   megaflows       - `ovs-appctl dpctl/dump-flows` lines (all bridges share one userspace datapath),
-                    and how many of them matched a packet in the last second (the ones carrying the test);
+                    and how many of them matched a packet in the last second (the ones carrying the test),
+                    compared as match + actions with the baseline's;
   upcalls         - `dpif-netdev/pmd-stats-show` "miss with success/failed upcall", cleared before the
                     run: packets that missed every datapath cache and went up to ofproto-dpif to run the
                     OpenFlow tables. This is the userspace datapath's packet-in to its own slow path, and
@@ -40,6 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TOPOLOGY = ROOT / "labs" / "03-seed003" / "topology.yaml"
 OVS_VARIANTS = ("pipeline", "baseline")
+CONTROL = "pipeline-again"  # A/A control: the same program as `pipeline`, measured as a separate variant
 KERNEL_VARIANTS = {"kernel": False, "kernel-offload": True}  # name -> tx offload on
 
 
@@ -73,14 +79,14 @@ class Case:
         self.tp, self.state, self.net = tp, state, topo.networks[net]
         self.src, self.dst, self.index = src, dst, index
         self.ha, self.hb = state.vms[src]["host"], state.vms[dst]["host"]
-        self.variants = list(OVS_VARIANTS) + list(KERNEL_VARIANTS)
+        self.variants = [*OVS_VARIANTS, CONTROL, *KERNEL_VARIANTS]
         self.samples: dict[str, list[dict]] = {v: [] for v in self.variants}
         self.notes: list[str] = []
         self.warmup: dict[str, dict] = {}  # first contact through fresh caches, not in the figures
 
     def _program(self, variant: str) -> None:
         tp, st = self.tp, self.state
-        if variant == "pipeline":
+        if variant in ("pipeline", CONTROL):
             tp.restore_program(st, self.ha)
             tp.restore_program(st, self.hb)
         else:
@@ -144,6 +150,9 @@ class Case:
         figures["pipeline / baseline, ratio of medians (goal >= 0.95)"] = med(mb["pipeline"]) / med(mb["baseline"])
         figures["pipeline / baseline, per round (median [min-max])"] = _spread(
             [a / b for a, b in zip(mb["pipeline"], mb["baseline"])])
+        figures[f"A/A control: {CONTROL} / pipeline, ratio of medians"] = med(mb[CONTROL]) / med(mb["pipeline"])
+        figures[f"A/A control: {CONTROL} / pipeline, per round (median [min-max])"] = _spread(
+            [a / b for a, b in zip(mb[CONTROL], mb["pipeline"])])
         for v in KERNEL_VARIANTS:
             if v in mb:
                 figures[f"pipeline / {v}"] = med(mb["pipeline"]) / med(mb[v])

@@ -45,4 +45,4 @@ def test_dataplane_benchmark_quick(tmp_path: Path, lab_base: Path) -> None:
         assert samples["pipeline"][0]["controller_flows"] == 0  # render mode: nothing can packet-in
         assert row["figures"]["pipeline / baseline, ratio of medians (goal >= 0.95)"] > 0
     # this kernel has vxlan; the VXLAN row carries the kernel reference
-    assert set(rows["VXLAN"]["raw"]["samples"]) == {"pipeline", "baseline", "kernel", "kernel-offload"}
+    assert set(rows["VXLAN"]["raw"]["samples"]) == {"pipeline", "baseline", "pipeline-again", "kernel", "kernel-offload"}
