@@ -361,11 +361,12 @@ def start_counted_ping(lab: Exercise, src: str, dst: str, out: Path) -> subproce
     return lab.start_ping(src, ip, out, interval=0.01)
 
 
-def lost_replies(text: str) -> tuple[int, int]:
-    """(echo replies received, requests without a reply up to the last reply) in `ping -D` output."""
-    seqs = sorted({q for _, q in ping_replies(text)})
-    if not seqs:
-        return 0, -1
+def lost_replies(text: str, after: float) -> tuple[int, int]:
+    """(echo replies received, requests without a reply) in `ping -D` output, counted up to the
+    last reply, which must come after `after` (time.time()): the ping still works then."""
+    replies = ping_replies(text)
+    assert replies and max(t for t, _ in replies) > after, f"no echo reply after the event:\n{text[-1000:]}"
+    seqs = sorted({q for _, q in replies})
     return len(seqs), seqs[-1] - seqs[0] + 1 - len(seqs)
 
 
@@ -382,6 +383,7 @@ def test_controller_restart_sends_nothing_and_loses_no_ping(live: Live) -> None:
         found = app.wait_for(r"\((hv\d/br-\w+)\) connect: (in sync|updated), added=(\d+) modified=(\d+) deleted=(\d+) ",
                              count=6, timeout=60)
         t_sync = time.monotonic() - t_kill
+        synced = time.time()
         time.sleep(1.0)
     finally:
         for p in pings.values():
@@ -395,7 +397,7 @@ def test_controller_restart_sends_nothing_and_loses_no_ping(live: Live) -> None:
     assert all(v == [] for v in mods.values()), mods
     for (s, d), _ in pings.items():
         text = (live.tmp / f"ping-restart-{s}-{d}.txt").read_text()
-        got, lost = lost_replies(text)
+        got, lost = lost_replies(text, after=synced + 0.5)
         print(f"  ping {s} -> {d} every 10 ms over the restart: {got} replies, {lost} lost")
         assert got > 100 and lost == 0, text[-1000:]
 
@@ -431,6 +433,7 @@ def test_invalid_edit_is_rejected_in_one_line_and_traffic_continues(live: Live) 
         time.sleep(0.5)
         live.write(original.replace("vni: 102", "vni: 0"))
         (line,) = app.wait_for(r"ovsflow: topology .* rejected \(file change\).*\n", since=mark)
+        rejected = time.time()
         time.sleep(1.0)
         replies_before_restore = len(ping_replies(out.read_text()))
         live.write(original)
@@ -443,7 +446,7 @@ def test_invalid_edit_is_rejected_in_one_line_and_traffic_continues(live: Live) 
     print(f"\nrejected: {line.strip()}")
     assert line.count("\n") == 1 and "networks.red.vni" in line
     assert len(re.findall(r"rejected", app.text(mark))) == 1
-    got, lost = lost_replies(out.read_text())
+    got, lost = lost_replies(out.read_text(), after=rejected + 0.5)
     print(f"ping vm1 -> vm2 every 10 ms during the invalid edit: {got} replies, {lost} lost")
     assert replies_before_restore > 50 and lost == 0
     assert all(m.flow_mods() == [] for m in mons), {m.label: m.flow_mods() for m in mons}
