@@ -100,7 +100,8 @@ class Programs:
 
     def __init__(self, path: str) -> None:
         self.topo = load_topology(path)
-        graph = TopologyGraph(self.topo)
+        self.graph = graph = TopologyGraph(self.topo)
+        self._fingerprints: dict[str, tuple] = {}
         self.where: dict[int, tuple[str, str]] = {}  # dpid -> (host, role)
         for host in sorted(self.topo.hosts):
             for role, dpid in zip(("int", "tun"), graph.datapath_ids(host)):
@@ -118,16 +119,40 @@ class Programs:
     def cached(self, dpid: int) -> Target | None:
         return self._targets.get(dpid)
 
-    def target(self, dpid: int) -> Target | None:
-        """What switch `dpid` must hold (compiling its host now if needed); None if unknown."""
+    def fingerprint(self, host: str) -> tuple:
+        if host not in self._fingerprints:
+            self._fingerprints[host] = self.graph.fingerprint(host)
+        return self._fingerprints[host]
+
+    def target(self, dpid: int, previous: "Programs | None" = None) -> Target | None:
+        """What switch `dpid` must hold; None if unknown. Compiled on first need, unless
+        `previous` (the topology loaded before) had the same inputs for this host
+        (graph.fingerprint): then its compiled targets are reused as they are."""
         if dpid not in self.where:
             return None
         if dpid not in self._targets:
             host = self.where[dpid][0]
-            program = compile_host(self.topo, host)
-            for b in program.bridges:
-                self._targets[b.datapath_id] = bridge_target(host, b, self._fast)
+            if previous is not None and host in previous.topo.hosts and dpid in previous._targets \
+                    and previous.fingerprint(host) == self.fingerprint(host):
+                for other, (h, _) in previous.where.items():
+                    if h == host and other in previous._targets:
+                        self._targets[other] = previous._targets[other]
+            if dpid not in self._targets:
+                program = compile_host(self.topo, host, graph=self.graph)
+                for b in program.bridges:
+                    self._targets[b.datapath_id] = bridge_target(host, b, self._fast)
         return self._targets[dpid]
+
+    def compile_all(self) -> int:
+        """Compile every host not compiled yet, yielding to other green threads between hosts, so
+        switches that connect later (a controller restart) find their programs ready."""
+        done = 0
+        for dpid in sorted(self.where):
+            if dpid not in self._targets:
+                self.target(dpid)
+                done += 1
+                hub.sleep(0)
+        return done
 
 
 def one_line(exc: BaseException) -> str:
@@ -170,10 +195,21 @@ class OvsflowApp(app_manager.RyuApp):
 
     def start(self) -> Any:
         thread = super().start()
-        interval = getattr(cfg.CONF, "ovsflow_poll_interval", 0.2) or 0
+        interval = getattr(cfg.CONF, "ovsflow_poll_interval", 0.05) or 0
         if self.path is not None:
             self.threads.append(hub.spawn(self._watch, max(interval, 0.0)))
+            self.threads.append(hub.spawn(self._precompile))
         return thread
+
+    def _precompile(self) -> None:
+        """Compile every host's program in the background while switches (re)connect: after a
+        controller restart OVS waits seconds before reconnecting, time the compile can use."""
+        programs = self.programs
+        if programs is None:
+            return
+        t0 = time.monotonic()
+        n = programs.compile_all()
+        LOG.info("ovsflow: precompiled %d hosts in %.1f ms", n, (time.monotonic() - t0) * 1000)
 
     # --- topology -------------------------------------------------------------------------------
     def _file_stamp(self) -> tuple | None:
@@ -211,7 +247,7 @@ class OvsflowApp(app_manager.RyuApp):
             changed = []
             for dpid in sorted(self.datapaths):
                 old_target = self.programs.cached(dpid) if self.programs else None
-                new_target = new.target(dpid)  # compiled now: the connected hosts only
+                new_target = new.target(dpid, self.programs)  # only hosts whose inputs changed compile
                 if new_target != old_target:
                     changed.append(dpid)
         except Exception as exc:  # noqa: BLE001 - any failure keeps the running program

@@ -162,6 +162,22 @@ class TopologyGraph:
         ip = int(ipaddress.IPv4Address(h.vtep))
         return (h.dpid_int or (0x1 << 32 | ip), h.dpid_tun or (0x2 << 32 | ip))
 
+    def fingerprint(self, host: str) -> tuple:
+        """Everything the host's program is compiled from, as one hashable value, without compiling.
+
+        Two topologies that give a host the same fingerprint give it the same program (a property
+        test holds the compiler to that), so the live controller recompiles only the hosts an edit
+        touches: the host itself, its ports, the networks it is on, who else hosts them (and where
+        their VTEPs are), and for l2pop networks every remote port's addresses.
+        """
+        hosts = self.topo.hosts
+        nets = []
+        for net in self.networks_on(host):
+            members = tuple((h, hosts[h]) for h in self.hosts_of(net.name))
+            remote_ports = tuple(self.ports_of(net.name)) if net.mode == "l2pop" else ()
+            nets.append((net, members, remote_ports))
+        return (hosts[host], tuple(self.ports_on(host)), tuple(nets))
+
     @cached_property
     def summary(self) -> dict[str, int]:
         return {"hosts": len(self.topo.hosts), "networks": len(self.topo.networks), "ports": len(self.topo.ports)}

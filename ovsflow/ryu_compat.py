@@ -45,8 +45,9 @@ def _opts() -> list:
     return [
         cfg.StrOpt("ovsflow-topology", default=None,
                    help="ovsflow topology file (YAML/JSON); fallback: $OVSFLOW_TOPOLOGY"),
-        cfg.FloatOpt("ovsflow-poll-interval", default=0.2,
-                     help="seconds between checks of the topology file for changes (0: never)"),
+        cfg.FloatOpt("ovsflow-poll-interval", default=0.05,
+                     help="seconds between checks of the topology file for changes and for SIGHUP; a "
+                          "changed file is loaded once it has been still for one interval (0: never)"),
     ]
 
 
