@@ -14,7 +14,7 @@ import platform
 import sys
 from pathlib import Path
 
-BENCHMARKS = ["render", "install", "dataplane", "app"]  # more join as they land: install, resync, update, dataplane, migration
+BENCHMARKS = ["render", "install", "dataplane", "app", "migration"]  # more join as they land: install, resync, update, dataplane, migration
 
 
 def fmt(v: object) -> str:
