@@ -143,17 +143,6 @@ class Programs:
                     self._targets[b.datapath_id] = bridge_target(host, b, self._fast)
         return self._targets[dpid]
 
-    def compile_all(self) -> int:
-        """Compile every host not compiled yet, yielding to other green threads between hosts, so
-        switches that connect later (a controller restart) find their programs ready."""
-        done = 0
-        for dpid in sorted(self.where):
-            if dpid not in self._targets:
-                self.target(dpid)
-                done += 1
-                hub.sleep(0)
-        return done
-
 
 def one_line(exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
@@ -198,18 +187,7 @@ class OvsflowApp(app_manager.RyuApp):
         interval = getattr(cfg.CONF, "ovsflow_poll_interval", 0.05) or 0
         if self.path is not None:
             self.threads.append(hub.spawn(self._watch, max(interval, 0.0)))
-            self.threads.append(hub.spawn(self._precompile))
         return thread
-
-    def _precompile(self) -> None:
-        """Compile every host's program in the background while switches (re)connect: after a
-        controller restart OVS waits seconds before reconnecting, time the compile can use."""
-        programs = self.programs
-        if programs is None:
-            return
-        t0 = time.monotonic()
-        n = programs.compile_all()
-        LOG.info("ovsflow: precompiled %d hosts in %.1f ms", n, (time.monotonic() - t0) * 1000)
 
     # --- topology -------------------------------------------------------------------------------
     def _file_stamp(self) -> tuple | None:
