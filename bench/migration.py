@@ -25,11 +25,13 @@ labs/06-migration/check.py, after QEMU's self-announce; each ARP its own `arping
 affected switch is updated (for `replug`: right after the re-plug), as a VM resuming on a ready
 port would; nothing else in the network says where it is.
 
-Each move's gap is split into: the re-plug (the VM's downtime, the same work as the floor's),
-topology file write -> the last affected switch updated (the app's log, which carries timestamps:
-write -> the app starts its reload, and reload -> the last switch's barrier reply), and the rest
-(gap minus both: the ping interval, the last reply before the re-plug, datapath revalidation,
-learning the announcement in red). The app's log also says which switches were updated.
+Each move's silence is cut along the timeline into parts that add up to it (`split`): the part
+inside the re-plug call (the VM without a port; the call also does work before the unplug and
+after the port forwards, so its whole duration is reported apart), the part from the topology file
+write to the last affected switch's barrier reply (the app's log carries timestamps; also split
+into write -> the app starts its reload, and reload -> last barrier reply), and the rest (the ping
+interval, the time after the last update until the first reply: in red, learning the
+announcement). The app's log also says which switches were updated.
 
   python -m bench migration [--quick]
 """
