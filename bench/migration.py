@@ -77,14 +77,8 @@ def lab_check():
 
 
 def announce(lab, check, port: str) -> subprocess.Popen:
-    """The moved VM's gratuitous ARPs on the lab's schedule (check.ANNOUNCE_S: five over 350 ms).
-    One `arping` process per announcement, each started at its offset: `arping -U -c 1` sends at
-    once but then waits a whole interval (1 s) before it exits, so a chain of them would send at
-    0, 1.05, 2.2, ... s instead."""
-    vm = lab.vm(port)
-    steps = " ".join(f"(sleep {d}; arping -q -U -c 1 -I {vm['dev']} {vm['ip']}) &" for d in check.ANNOUNCE_S)
-    return subprocess.Popen(["ip", "netns", "exec", vm["netns"], "sh", "-c", f"{steps} wait"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """The moved VM's gratuitous ARPs on the lab's schedule (labs/06-migration/check.py)."""
+    return check.announce_start(lab, port)
 
 
 def affected_bridges(old, new) -> set[tuple[str, str]]:

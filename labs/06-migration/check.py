@@ -98,10 +98,12 @@ def announce_start(lab: Exercise, port: str) -> subprocess.Popen:
     VM's traffic *before* the move still carries learn() results, and when the revalidator pushes
     its last statistics after the first announcement was learned, it re-installs the old location
     (seen here: hv1's entry flipped back to hv3 and the ping never resumed). The later
-    announcements, after that push, win."""
+    announcements, after that push, win. One `arping` per announcement, each started at its
+    offset: `arping -U -c 1` sends at once but then waits a whole second before it exits, so a
+    chain of them would send at 0, 1.05, 2.2, ... s instead."""
     vm = lab.vm(port)
-    steps = "; ".join(f"sleep {d}; arping -q -U -c 1 -I {vm['dev']} {vm['ip']}" for d in ANNOUNCE_S)
-    return subprocess.Popen(["ip", "netns", "exec", vm["netns"], "sh", "-c", steps],
+    steps = " ".join(f"(sleep {d}; arping -q -U -c 1 -I {vm['dev']} {vm['ip']}) &" for d in ANNOUNCE_S)
+    return subprocess.Popen(["ip", "netns", "exec", vm["netns"], "sh", "-c", f"{steps} wait"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
