@@ -38,106 +38,23 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-RYU_MANAGER = Path(sys.executable).parent / "ryu-manager"
-LOG_CONFIG = """\
-[loggers]
-keys=root
-[handlers]
-keys=file
-[formatters]
-keys=stamped
-[logger_root]
-level=INFO
-handlers=file
-[handler_file]
-class=FileHandler
-args=({path!r}, 'a')
-formatter=stamped
-[formatter_stamped]
-format=%(created).6f %(message)s
-"""
-_STAMP = re.compile(r"^(\d{9,}\.\d+) (.*)$")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+from ovsflow.lab.controller import RyuManager, free_port
 
 def med(xs: list[float]) -> list[float]:
     """[median, min, max] (the row format's triple)."""
     return [statistics.median(xs), min(xs), max(xs)] if xs else [float("nan")] * 3
 
 
-class App:
-    """One `ryu-manager ovsflow.app` (optionally in a netns) whose log lines carry timestamps."""
-
-    def __init__(self, work: Path, topology: Path, host: str, port: int, netns: str | None = None) -> None:
-        self.work, self.topology, self.host, self.port, self.netns = work, topology, host, port, netns
-        self.log = work / "ryu.log"
-        self.conf = work / "ryu-log.conf"
-        self.conf.write_text(LOG_CONFIG.format(path=str(self.log)))
-        self.out = work / "ryu.out"
-        self.proc: subprocess.Popen | None = None
-        self.offset = 0
-
-    def start(self) -> float:
-        cmd = [str(RYU_MANAGER), "ovsflow.app", "--log-config-file", str(self.conf), "--ofp-listen-host", self.host,
-               "--ofp-tcp-listen-port", str(self.port), "--ovsflow-topology", str(self.topology)]
-        if self.netns:
-            cmd = ["ip", "netns", "exec", self.netns, *cmd]  # ip execs: the pid is ryu-manager's
-        self.offset = self.mark()
-        with open(self.out, "ab") as out:
-            t = time.time()
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-        return t
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.proc = None
-
-    def mark(self) -> int:
-        return self.log.stat().st_size if self.log.exists() else 0
-
-    def lines(self, since: int | None = None) -> list[tuple[float, str]]:
-        data = self.log.read_bytes()[self.offset if since is None else since:] if self.log.exists() else b""
-        out = []
-        for line in data.decode(errors="replace").splitlines():
-            m = _STAMP.match(line)
-            if m:
-                out.append((float(m.group(1)), m.group(2)))
-        return out
-
-    def wait(self, pattern: str, count: int = 1, timeout: float = 300.0, since: int | None = None) -> list[tuple[float, re.Match]]:
-        """The first `count` log lines matching `pattern` (after `since`/this start), with their times."""
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            found = [(t, m) for t, ln in self.lines(since) for m in [rx.search(ln)] if m]
-            if len(found) >= count:
-                return found[:count]
-            if self.proc is None or self.proc.poll() is not None:
-                raise RuntimeError(f"ryu-manager exited: {self.out.read_text(errors='replace')[-2000:]}")
-            if time.monotonic() > deadline:
-                tail = "\n".join(ln for _, ln in self.lines(since)[-20:])
-                raise TimeoutError(f"no {count}x {pattern!r} in the app's log within {timeout} s:\n{tail}")
-            time.sleep(0.01)
+def App(work: Path, topology: Path, host: str, port: int, netns: str | None = None) -> RyuManager:
+    """The benchmarks' app: ryu-manager with time-stamped log lines in work/ryu.log."""
+    return RyuManager(work / "ryu.log", topology, port=port, host=host, netns=netns, stamped=True)
 
 
 class Monitor:
@@ -299,7 +216,7 @@ def bulk(n_flows: int, reps: int, base: Path) -> dict:
             rig.backoff()
             return max(ts for ts, _ in found) - t, found
 
-        t_start = rig.app.start()
+        t_start = rig.app.start().started
         first = rig.connect_lines(0, "updated")
         first_wall = max(t for t, _ in first) - t_start
         first_compile = max(float(m.group(6)) for _, m in first) / 1000
@@ -354,7 +271,7 @@ def resync(n_flows: int, reps: int, base: Path) -> dict:
             rig.app.stop()
             mons = rig.monitors()
             try:
-                t0 = rig.app.start()
+                t0 = rig.app.start().started
                 found = rig.connect_lines(rig.app.offset, "in sync|updated")
                 connected = rig.connected_at(rig.app.offset)
                 loaded = rig.app.wait(r"topology \S+ loaded \(start\)", since=rig.app.offset)[0][0]

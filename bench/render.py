@@ -38,7 +38,7 @@ def _timed(fn, reps: int) -> tuple[list[float], object]:
 
 def worker(size: str, reps: int, mode: str = "learn") -> dict:
     from bench.synth import synthetic
-    from ovsflow.compiler import compile_all, compile_host
+    from ovsflow.compiler import compile_host
     from ovsflow.graph import TopologyGraph
     from ovsflow.model import load_topology
     from ovsflow.render import render_script, script_for

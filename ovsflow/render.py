@@ -51,7 +51,7 @@ def bridge_vsctl(b: BridgeProgram, controller: str | None) -> list[str]:
     lines[-1] = lines[-1][: -len(" \\")]
     if controller:
         lines += [
-            f"# Controller only when it differs: setting it again would clear the bridge's flows.",
+            "# Controller only when it differs: setting it again would clear the bridge's flows.",
             f'[ "$(ovs-vsctl get-controller {b.name})" = {q(controller)} ] || ovs-vsctl set-controller {b.name} {q(controller)}',
         ]
     return lines
@@ -103,7 +103,7 @@ def set_groups(b: BridgeProgram) -> list[str]:
 def delete_stale_groups(b: BridgeProgram) -> list[str]:
     wanted = " ".join(str(g.group_id) for g in b.groups)
     return [
-        f"# Groups no flow uses any more (after the flows moved off them).",
+        "# Groups no flow uses any more (after the flows moved off them).",
         f"for g in $(ovs-ofctl -O OpenFlow14 dump-groups {b.name} | sed -n 's/^ *group_id=\\([0-9]*\\),.*/\\1/p'); do",
         f'  case " {wanted} " in *" $g "*) ;; *) ovs-ofctl -O OpenFlow14 del-groups {b.name} "group_id=$g" ;; esac',
         "done",
@@ -120,7 +120,7 @@ def script_for(program: HostProgram, topo: Topology) -> str:
         "# Idempotent: run it again and nothing changes. Target a private OVS with OVS_RUNDIR=/its/rundir.",
         "set -eu",
         "",
-        f"# --- bridges and ports -------------------------------------------------------------",
+        "# --- bridges and ports -------------------------------------------------------------",
     ]
     for b in (int_b, tun_b):
         for p in b.ports:

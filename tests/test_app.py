@@ -11,87 +11,30 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import struct
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from ovsflow.compiler import compile_host
+from ovsflow.lab.controller import RyuManager, free_port
 from ovsflow.model import load_topology
 from ovsflow.ofctl import flow_file
 from ovsflow.program import COOKIE_LEARNED, COOKIE_STATIC
 
 DATA = Path(__file__).parent / "data"
-RYU_MANAGER = Path(sys.executable).parent / "ryu-manager"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Controller:
-    """One `ryu-manager ovsflow.app` process (optionally inside a netns), its log in a file."""
-
-    def __init__(self, log: Path, port: int, topology: Path | None, netns: str | None = None,
-                 env: dict[str, str] | None = None) -> None:
-        self.log, self.port, self.topology, self.netns = log, port, topology, netns
-        self.env = dict(os.environ, **(env or {}))
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "Controller":
-        cmd = [str(RYU_MANAGER), "ovsflow.app", "--ofp-listen-host", "127.0.0.1",
-               "--ofp-tcp-listen-port", str(self.port)]
-        if self.topology is not None:
-            cmd += ["--ovsflow-topology", str(self.topology)]
-        if self.netns:
-            cmd = ["ip", "netns", "exec", self.netns, *cmd]  # ip execs: the pid is ryu-manager's
-        self.offset = self.log.stat().st_size if self.log.exists() else 0
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env)
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.proc = None
-
-    def text(self) -> str:
-        """Log written by this run (since start())."""
-        data = self.log.read_bytes()[self.offset:]
-        return data.decode(errors="replace")
-
-    def wait_for(self, pattern: str, count: int = 1, timeout: float = 30.0) -> list[re.Match]:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = list(re.finditer(pattern, self.text()))
-            if len(found) >= count:
-                return found
-            if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"ryu-manager exited ({self.proc.returncode}):\n{self.text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {count}x {pattern!r} in the log within {timeout} s:\n{self.text()[-3000:]}")
-            time.sleep(0.05)
 
 
 @pytest.fixture
 def controller_factory(tmp_path: Path):
-    made: list[Controller] = []
+    made: list[RyuManager] = []
 
-    def make(*args, **kwargs) -> Controller:
-        c = Controller(tmp_path / "ryu.log", *args, **kwargs)
+    def make(port: int, topology: Path | None, netns: str | None = None, env: dict[str, str] | None = None) -> RyuManager:
+        c = RyuManager(tmp_path / "ryu.log", topology, port=port, netns=netns, env=env)
         made.append(c)
         return c
 

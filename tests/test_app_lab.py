@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -36,6 +34,7 @@ from ovsflow.compiler import compile_host
 from ovsflow.lab import lab as labmod
 from ovsflow.lab import netns as ns
 from ovsflow.lab.check import format_matrix, run_check
+from ovsflow.lab.controller import RyuManager
 from ovsflow.lab.exercise import Exercise, ping_replies
 from ovsflow.model import load_topology
 from ovsflow.ofctl import flow_file, group_lines
@@ -46,7 +45,6 @@ pytestmark = pytest.mark.ovs
 NAME = lab_name("al")
 CTL_IP = "192.0.2.254"  # the controller's address on the lab's underlay (no VTEP uses it)
 CTL_PORT = 6653
-RYU_MANAGER = Path(sys.executable).parent / "ryu-manager"
 SETTLE_TIMEOUT = 20.0  # liveness bound for "the switches reflect the edit" (not a timing goal)
 
 TOPOLOGY = """\
@@ -67,56 +65,9 @@ ports:
 NEW_PORT = '  vm6: {host: hv1, network: blue, mac: "02:00:00:00:01:06", ip: 198.51.100.6}\n'
 
 
-class App:
+def App(netns: str, topology: Path, log: Path) -> RyuManager:
     """`ryu-manager ovsflow.app` in the lab's underlay namespace; one log file over restarts."""
-
-    def __init__(self, netns: str, topology: Path, log: Path) -> None:
-        self.netns, self.topology, self.log = netns, topology, log
-        self.proc: subprocess.Popen | None = None
-        self.offset = 0
-
-    def start(self) -> "App":
-        cmd = ["ip", "netns", "exec", self.netns, str(RYU_MANAGER), "ovsflow.app",
-               "--ofp-listen-host", CTL_IP, "--ofp-tcp-listen-port", str(CTL_PORT),
-               "--ovsflow-topology", str(self.topology)]
-        self.offset = self.log.stat().st_size if self.log.exists() else 0
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-        return self
-
-    def kill(self) -> None:
-        """SIGKILL: no goodbye to the switches (a crash)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-    def text(self, since: int | None = None) -> str:
-        """Log since `since` (a byte offset from mark()), else since the last start()."""
-        data = self.log.read_bytes()[self.offset if since is None else since:]
-        return data.decode(errors="replace")
-
-    def mark(self) -> int:
-        return self.log.stat().st_size
-
-    def wait_for(self, pattern: str, count: int = 1, timeout: float = 60.0, since: int | None = None) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = re.findall(pattern, self.text(since))
-            if len(found) >= count:
-                return found
-            assert self.proc is not None and self.proc.poll() is None, \
-                f"ryu-manager exited:\n{self.text()[-3000:]}"
-            assert time.monotonic() < deadline, f"no {count}x {pattern!r} within {timeout} s:\n{self.text()[-3000:]}"
-            time.sleep(0.02)
+    return RyuManager(log, topology, port=CTL_PORT, host=CTL_IP, netns=netns)
 
 
 class Monitor:
@@ -391,8 +342,8 @@ def test_controller_restart_sends_nothing_and_loses_no_ping(live: Live) -> None:
         app.kill()
         t_kill = time.monotonic()
         app.start()
-        found = app.wait_for(r"\((hv\d/br-\w+)\) connect: (in sync|updated), added=(\d+) modified=(\d+) deleted=(\d+) ",
-                             count=6, timeout=60)
+        found = [m.groups() for m in app.wait_for(
+            r"\((hv\d/br-\w+)\) connect: (in sync|updated), added=(\d+) modified=(\d+) deleted=(\d+) ", count=6, timeout=60)]
         t_sync = time.monotonic() - t_kill
         synced = time.time()
         time.sleep(1.0)
@@ -422,7 +373,8 @@ def test_vswitchd_restart_is_reprogrammed(live: Live) -> None:
     # the reconnect: both bridges were empty, so everything is added again
     elapsed = live.wait_equal_render([host], started, timeout=60)
     reconnected = reconnect.stop()
-    found = app.wait_for(rf"\({host}/(br-\w+)\) connect: updated, added=(\d+) modified=0 deleted=0 ", count=2, since=mark)
+    found = [m.groups() for m in app.wait_for(rf"\({host}/(br-\w+)\) connect: updated, added=(\d+) modified=0 deleted=0 ",
+                                               count=2, since=mark)]
     assert reconnected is not None, app.text(mark)
     print(f"\n{host}: ovs-vswitchd restarted; both bridges reconnected {reconnected - started:.2f} s after the new "
           f"daemon started and equal the render {elapsed:.2f} s after it, {elapsed - (reconnected - started):.2f} s after "
@@ -443,7 +395,7 @@ def test_invalid_edit_is_rejected_in_one_line_and_traffic_continues(live: Live) 
     try:
         time.sleep(0.5)
         live.write(original.replace("vni: 102", "vni: 0"))
-        (line,) = app.wait_for(r"ovsflow: topology .* rejected \(file change\).*\n", since=mark)
+        (line,) = [m.group(0) for m in app.wait_for(r"ovsflow: topology .* rejected \(file change\).*\n", since=mark)]
         rejected = time.time()
         time.sleep(1.0)
         replies_before_restore = len(ping_replies(out.read_text()))

@@ -14,11 +14,8 @@ from __future__ import annotations
 import importlib.util
 import re
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +24,7 @@ from conftest import lab_name
 from ovsflow.lab import lab as labmod
 from ovsflow.lab import netns as ns
 from ovsflow.lab.check import run_check
+from ovsflow.lab.controller import RyuManager
 from ovsflow.lab.exercise import Exercise
 from ovsflow.model import load_topology
 
@@ -36,7 +34,6 @@ LAB = Path(__file__).resolve().parent.parent / "labs" / "06-migration"
 NAME = lab_name("mv")
 CTL_IP = "192.0.2.254"  # the controller's address on the lab's underlay (no VTEP uses it)
 CTL_PORT = 6653
-RYU_MANAGER = Path(sys.executable).parent / "ryu-manager"
 
 
 def lab_module():
@@ -46,40 +43,6 @@ def lab_module():
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
-
-
-class LiveController:
-    """`ryu-manager ovsflow.app` inside the lab's underlay namespace; its log in a file."""
-
-    def __init__(self, netns: str, topology: Path, log: Path) -> None:
-        self.log = log
-        cmd = ["ip", "netns", "exec", netns, str(RYU_MANAGER), "ovsflow.app",
-               "--ofp-listen-host", CTL_IP, "--ofp-tcp-listen-port", str(CTL_PORT),
-               "--ovsflow-topology", str(topology)]
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_for(self, pattern: str, count: int = 1, timeout: float = 30.0) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = re.findall(pattern, self.text())
-            if len(found) >= count:
-                return found
-            assert self.proc.poll() is None, f"ryu-manager exited ({self.proc.returncode}):\n{self.text()[-3000:]}"
-            assert time.monotonic() < deadline, f"no {count}x {pattern!r} within {timeout} s:\n{self.text()[-3000:]}"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +57,7 @@ def live(lab_base: Path, tmp_path_factory: pytest.TempPathFactory):
         state = labmod.up(topo, NAME, program="none")
         ul = state.underlay["netns"]
         ns.addr_add(state.underlay["bridge"], f"{CTL_IP}/{state.underlay.get('prefixlen', '24')}", ul)
-        ctl = LiveController(ul, topo_file, tmp / "ryu.log")
+        ctl = RyuManager(tmp / "ryu.log", topo_file, port=CTL_PORT, host=CTL_IP, netns=ul).start()
         ctl.wait_for(r"topology \S+ loaded \(start\)")
         lab = Exercise(state, echo=print)
         for host in state.hosts:

@@ -1,0 +1,133 @@
+"""A `ryu-manager ovsflow.app` process for labs, tests and benchmarks: start, stop, crash, read its log.
+
+One log file lasts over restarts; `mark()` is a byte offset, so "what did the app say since X" is a
+slice of that file. With `stamped=True` every log line starts with its time.time() (a logging
+config handed to ryu-manager), which is what the benchmarks time things by.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RYU_MANAGER = Path(sys.executable).with_name("ryu-manager")
+LOG_CONFIG = """[loggers]
+keys=root
+[handlers]
+keys=file
+[formatters]
+keys=stamped
+[logger_root]
+level=INFO
+handlers=file
+[handler_file]
+class=FileHandler
+args=({path!r}, 'a')
+formatter=stamped
+[formatter_stamped]
+format=%(created).6f %(message)s
+"""
+_STAMP = re.compile(r"^(\d{9,}\.\d+) (.*)$")
+
+
+class ControllerTimeout(TimeoutError):
+    """The app did not log what was waited for in time (the message has the log's tail)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RyuManager:
+    """One `ryu-manager ovsflow.app` (inside `netns` if given) listening on host:port."""
+
+    def __init__(self, log: Path, topology: Path | None, *, port: int, host: str = "127.0.0.1",
+                 netns: str | None = None, env: dict[str, str] | None = None, stamped: bool = False) -> None:
+        self.log, self.topology, self.port, self.host, self.netns = Path(log), topology, port, host, netns
+        self.env = dict(os.environ, **(env or {}))
+        self.stamped = stamped
+        self.out = self.log.with_suffix(".out") if stamped else self.log  # stdout/stderr
+        self.proc: subprocess.Popen | None = None
+        self.offset = 0
+        self.started = 0.0
+
+    def start(self) -> "RyuManager":
+        cmd = [str(RYU_MANAGER), "ovsflow.app", "--ofp-listen-host", self.host, "--ofp-tcp-listen-port", str(self.port)]
+        if self.topology is not None:
+            cmd += ["--ovsflow-topology", str(self.topology)]
+        if self.stamped:
+            conf = self.log.with_suffix(".logconf")
+            conf.write_text(LOG_CONFIG.format(path=str(self.log)))
+            cmd += ["--log-config-file", str(conf)]
+        if self.netns:
+            cmd = ["ip", "netns", "exec", self.netns, *cmd]  # ip execs: the pid is ryu-manager's
+        self.offset = self.mark()
+        with open(self.out, "ab") as out:
+            self.started = time.time()
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye to the switches (a crash)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+    def hup(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGHUP)
+
+    def mark(self) -> int:
+        return self.log.stat().st_size if self.log.exists() else 0
+
+    def text(self, since: int | None = None) -> str:
+        """The log since `since` (a mark()), else since the last start()."""
+        if not self.log.exists():
+            return ""
+        return self.log.read_bytes()[self.offset if since is None else since:].decode(errors="replace")
+
+    def lines(self, since: int | None = None) -> list[tuple[float, str]]:
+        """(time, message) per log line; needs `stamped=True`."""
+        return [(float(m.group(1)), m.group(2)) for ln in self.text(since).splitlines() for m in [_STAMP.match(ln)] if m]
+
+    def _poll(self, find, count: int, timeout: float, since: int | None, what: str):
+        deadline = time.monotonic() + timeout
+        while True:
+            found = find()
+            if len(found) >= count:
+                return found
+            if self.proc is None or self.proc.poll() is not None:
+                out = self.out.read_text(errors="replace")[-3000:] if self.out.exists() else ""
+                raise RuntimeError(f"ryu-manager exited while waiting for {what}:\n{out}")
+            if time.monotonic() > deadline:
+                raise ControllerTimeout(f"no {count}x {what} in the app's log within {timeout} s:\n{self.text(since)[-3000:]}")
+            time.sleep(0.02)
+
+    def wait_for(self, pattern: str, count: int = 1, timeout: float = 30.0, since: int | None = None) -> list[re.Match]:
+        """Every match of `pattern` in the log (since `since`, else this start), once there are `count`."""
+        rx = re.compile(pattern)
+        return self._poll(lambda: list(rx.finditer(self.text(since))), count, timeout, since, repr(pattern))
+
+    def wait(self, pattern: str, count: int = 1, timeout: float = 300.0, since: int | None = None) -> list[tuple[float, re.Match]]:
+        """The first `count` stamped lines matching `pattern`, with each line's time."""
+        rx = re.compile(pattern)
+        return self._poll(lambda: [(t, m) for t, ln in self.lines(since) for m in [rx.search(ln)] if m],
+                          count, timeout, since, repr(pattern))[:count]
