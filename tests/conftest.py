@@ -12,6 +12,10 @@ contains SESSION_ROOT.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import sys
+
 import itertools
 import os
 import shutil
@@ -167,6 +171,17 @@ def lab_base(ovs_required: None, session_root: Path) -> Iterator[Path]:
         os.environ.pop("OVSFLOW_LAB_DIR", None)
     else:
         os.environ["OVSFLOW_LAB_DIR"] = old
+
+
+@functools.cache
+def lab_check_module(lab_dir: Path):
+    """A labs/*/check.py as a module (registered in sys.modules: its dataclasses look themselves up)."""
+    spec = importlib.util.spec_from_file_location(f"lab_check_{lab_dir.name.replace('-', '_')}", lab_dir / "check.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def lab_name(kind: str) -> str:

@@ -8,14 +8,11 @@ capture, the red ARP frames it holds prove the capture could see ARP when blue s
 
 from __future__ import annotations
 
-import functools
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import lab_name
+from conftest import lab_check_module, lab_name
 from ovsflow.lab import lab as labmod
 from ovsflow.lab.exercise import Exercise
 from ovsflow.model import load_topology
@@ -28,14 +25,8 @@ HV = {"hv1": "192.0.2.11", "hv2": "192.0.2.12", "hv3": "192.0.2.13"}
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 
 
-@functools.cache
 def lab_module():
-    spec = importlib.util.spec_from_file_location("lab05_check", LAB / "check.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return lab_check_module(LAB)
 
 
 @pytest.fixture(scope="module")

@@ -11,16 +11,14 @@ prints the ping gaps (no timing goal is asserted here: that belongs to the bench
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import statistics
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import lab_name
+from conftest import lab_check_module, lab_name
 from ovsflow.lab import lab as labmod
 from ovsflow.lab import netns as ns
 from ovsflow.lab.check import run_check
@@ -37,12 +35,7 @@ CTL_PORT = 6653
 
 
 def lab_module():
-    spec = importlib.util.spec_from_file_location("lab06_check", LAB / "check.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return lab_check_module(LAB)
 
 
 @pytest.fixture(scope="module")

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import lab_name
+from conftest import lab_check_module, lab_name
 from ovsflow.lab import lab as labmod
 from ovsflow.lab.exercise import Exercise
 from ovsflow.model import load_topology
@@ -16,15 +14,6 @@ from ovsflow.model import load_topology
 pytestmark = pytest.mark.ovs
 
 LABS = sorted(p.parent for p in (Path(__file__).resolve().parent.parent / "labs").glob("*/check.py"))
-
-
-def load_check(lab_dir: Path):
-    spec = importlib.util.spec_from_file_location(f"lab_check_{lab_dir.name.replace('-', '_')}", lab_dir / "check.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses (with postponed annotations) look themselves up here
-    spec.loader.exec_module(module)
-    return module.check
 
 
 def test_labs_are_there() -> None:
@@ -41,7 +30,7 @@ def test_lab_check_passes(lab_dir: Path, lab_base: Path) -> None:
         state = labmod.up(load_topology(lab_dir / "topology.yaml"), name)
         lines: list[str] = []
         ex = Exercise(state, echo=lines.append)
-        load_check(lab_dir)(ex)
+        lab_check_module(lab_dir).check(ex)
         print("\n".join(lines))
         assert ex.results, "the check verified nothing"
         assert not ex.failures, "\n".join(lines)

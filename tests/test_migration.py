@@ -25,6 +25,7 @@ from ovsflow.ofctl import flow_lines, group_lines
 from ovsflow.packet import ARP_REPLY, BROADCAST, Frame, ipv4, mac
 from ovsflow.program import COOKIE_LEARNED, HostProgram
 from ovsflow.render import render_script
+from test_l2pop import Scenario
 
 SOURCE = "migration topology"  # the same for before and after: the rendered header names it
 
@@ -193,24 +194,8 @@ def test_l2pop_entries_follow_the_moved_mac_and_the_arp_entry_stays(move: Move):
 # --- 2. the fabric after the move -------------------------------------------------------------
 
 
-class Net:
-    """A fabric of compiled hosts, driven by topology port names."""
-
-    def __init__(self, topo: Topology) -> None:
-        self.topo = topo
-        self.fabric = Fabric(programs(topo).values())
-        self.by_iface = {(p.host, p.iface): p.name for p in topo.ports.values()}
-
-    def send(self, port: str, frame: Frame) -> FabricResult:
-        p = self.topo.ports[port]
-        res = self.fabric.inject(p.host, p.iface, frame)
-        assert not res.trace.ambiguities, f"two flows tie at the same priority:\n{res.trace}"
-        assert not res.lost, f"frames lost in the underlay: {res.lost}\n{res.trace}"
-        return res
-
-    def unicast(self, src: str, dst: str) -> FabricResult:
-        s, d = self.topo.ports[src], self.topo.ports[dst]
-        return self.send(src, Frame.ethernet(s.mac, d.mac, payload=f"{src}>{dst}"))
+class Net(Scenario):
+    """test_l2pop's Scenario (a fabric of compiled hosts driven by port names), plus move views."""
 
     def at(self, res: FabricResult) -> list[tuple[str, str]]:
         """(port name, host) of every delivery, sorted, duplicates kept."""
@@ -220,8 +205,8 @@ class Net:
         """The VTEPs frames were tunnelled to, sorted, duplicates kept."""
         return sorted(e.remote_ip for e in res.tunnel_hops)  # type: ignore[misc]
 
-    def vtep(self, port: str) -> str:
-        return self.topo.hosts[self.topo.ports[port].host].vtep
+    def port_vtep(self, port: str) -> str:
+        return self.vtep(self.topo.ports[port].host)
 
 
 @pytest.mark.parametrize("move", MOVES, ids=str)
@@ -244,14 +229,14 @@ def test_after_the_move_arp_and_unicast_from_a_third_host_reach_the_vm_at_its_ne
         assert (move.port, vm.host) in net.at(res), f"the request missed {move.port} on {vm.host}:\n{res.trace}"
         assert net.at(res).count((move.port, vm.host)) == 1, f"\n{res.trace}"
         reply = net.send(move.port, Frame.arp_reply(vm.mac, vm.ip, peer.mac, peer.ip, payload="pong!"))
-        assert net.hops(reply) == [net.vtep(move.peer)], f"\n{reply.trace}"
+        assert net.hops(reply) == [net.port_vtep(move.peer)], f"\n{reply.trace}"
         assert net.at(reply) == [(move.peer, peer.host)], f"\n{reply.trace}"
     # Unicast both ways: one tunnel each, to the new place and back.
     there = net.unicast(move.peer, move.port)
-    assert net.hops(there) == [net.vtep(move.port)], f"{move.why}:\n{there.trace}"
+    assert net.hops(there) == [net.port_vtep(move.port)], f"{move.why}:\n{there.trace}"
     assert net.at(there) == [(move.port, vm.host)], f"\n{there.trace}"
     back = net.unicast(move.port, move.peer)
-    assert net.hops(back) == [net.vtep(move.peer)], f"\n{back.trace}"
+    assert net.hops(back) == [net.port_vtep(move.peer)], f"\n{back.trace}"
     assert net.at(back) == [(move.peer, peer.host)], f"\n{back.trace}"
 
 
@@ -357,6 +342,6 @@ def test_l2pop_needs_no_gratuitous_arp_and_stale_learned_entries_do_not_matter(m
                 continue
             res = net.unicast(other, move.port)
             same_host = net.topo.ports[other].host == vm.host
-            assert net.hops(res) == ([] if same_host else [net.vtep(move.port)]), \
+            assert net.hops(res) == ([] if same_host else [net.port_vtep(move.port)]), \
                 f"{other} (after garp: {sent_garp}):\n{res.trace}"
             assert net.at(res) == [(move.port, vm.host)], f"{other}:\n{res.trace}"
