@@ -51,7 +51,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from .app import App, med
+from ovsflow.lab.controller import RyuManager
+
+from .app import med
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB = ROOT / "labs" / "06-migration"
@@ -93,7 +95,7 @@ def affected_bridges(old, new) -> set[tuple[str, str]]:
     return out
 
 
-def one_move(lab, app: App, check, mode: str, kind: str, dst: str, workdir: Path) -> dict:
+def one_move(lab, app: RyuManager, check, mode: str, kind: str, dst: str, workdir: Path) -> dict:
     """Move (or, kind "replug", re-plug in place) the mode's VM to `dst` under a 10 ms ping."""
     from ovsflow.compiler import compile_host
     from ovsflow.lab.exercise import ping_gap, ping_replies
@@ -225,10 +227,7 @@ def summarize(mode: str, samples: list[dict], rounds: int) -> dict:
 
 
 def run(quick: bool = False) -> list[dict]:
-    from ovsflow.lab import lab as labmod
-    from ovsflow.lab import netns as nsmod
-    from ovsflow.lab.exercise import Exercise
-    from ovsflow.model import load_topology
+    from ovsflow.lab.controller import controlled_lab
 
     rounds = 1 if quick else 8
     check = lab_check()
@@ -236,37 +235,21 @@ def run(quick: bool = False) -> list[dict]:
     topo_file = work / "topology.yaml"
     shutil.copy(LAB / "topology.yaml", topo_file)  # the app watches this copy; the moves edit it
     name = os.environ.get("OVSFLOW_BENCH_LAB") or f"bmg{os.getpid() % 100000}"  # tests pass theirs
-    topo = load_topology(topo_file)
-    app: App | None = None
     samples: dict[str, list[dict]] = {m: [] for m in MOVERS}
     try:
-        state = labmod.up(topo, name, program="none")
-        ul = state.underlay["netns"]
-        nsmod.addr_add(state.underlay["bridge"], f"{CTL_IP}/{state.underlay.get('prefixlen', '24')}", ul)
-        app = App(work, topo_file, CTL_IP, CTL_PORT, ul)
-        app.start()
-        app.wait(r"topology \S+ loaded \(start\)", timeout=120)
-        lab = Exercise(state, echo=lambda _msg: None)
-        for host in state.hosts:
-            lab.plumb(host, topo, f"tcp:{CTL_IP}:{CTL_PORT}")
-        labmod.warm_underlay(state, lambda _msg: None)
-        app.wait(r"\) connect: updated", count=2 * len(state.hosts), timeout=120)
-        for port in MOVERS.values():
-            if not lab.ping(check.PINGER[port], port):
-                raise RuntimeError(f"{check.PINGER[port]} cannot reach {port} before any move")
-        wd = work / "pings"
-        wd.mkdir()
-        for r in range(rounds):
-            for mode, port in MOVERS.items():
-                first, second = ("file", "sighup") if r % 2 == 0 else ("sighup", "file")
-                samples[mode].append(one_move(lab, app, check, mode, first, AWAY, wd))
-                samples[mode].append(one_move(lab, app, check, mode, "replug", AWAY, wd))
-                samples[mode].append(one_move(lab, app, check, mode, second, HOME, wd))
+        with controlled_lab(topo_file, name, work / "ryu.log", ctl_ip=CTL_IP, ctl_port=CTL_PORT, stamped=True,
+                            echo=lambda _msg: None) as (lab, app):
+            for port in MOVERS.values():
+                if not lab.ping(check.PINGER[port], port):
+                    raise RuntimeError(f"{check.PINGER[port]} cannot reach {port} before any move")
+            wd = work / "pings"
+            wd.mkdir()
+            for r in range(rounds):
+                for mode, port in MOVERS.items():
+                    first, second = ("file", "sighup") if r % 2 == 0 else ("sighup", "file")
+                    samples[mode].append(one_move(lab, app, check, mode, first, AWAY, wd))
+                    samples[mode].append(one_move(lab, app, check, mode, "replug", AWAY, wd))
+                    samples[mode].append(one_move(lab, app, check, mode, second, HOME, wd))
     finally:
-        try:
-            if app is not None:
-                app.stop()  # before lab down: its namespace goes away
-        finally:
-            labmod.down(name)
-            shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
     return [summarize(mode, samples[mode], rounds) for mode in MOVERS]

@@ -196,17 +196,9 @@ def demo(topology: str | None, keep: bool, name: str) -> None:
     sys.exit(0 if ok else 1)
 
 
-def _register_optional() -> None:
-    """The lab lives in its own subpackage; register it when present."""
-    import importlib.util
+from .lab.cli import lab  # noqa: E402 - the lab's command group lives with the lab
 
-    if importlib.util.find_spec("ovsflow.lab.cli") is not None:
-        from .lab.cli import lab
-
-        main.add_command(lab)
-
-
-_register_optional()
+main.add_command(lab)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,7 +13,6 @@ from __future__ import annotations
 import ipaddress
 import zlib
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Hashable, Iterable
 
 import networkx as nx
@@ -177,7 +176,3 @@ class TopologyGraph:
             remote_ports = tuple(self.ports_of(net.name)) if net.mode == "l2pop" else ()
             nets.append((net, members, remote_ports))
         return (hosts[host], tuple(self.ports_on(host)), tuple(nets))
-
-    @cached_property
-    def summary(self) -> dict[str, int]:
-        return {"hosts": len(self.topo.hosts), "networks": len(self.topo.networks), "ports": len(self.topo.ports)}

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from .pipeline import load_pipeline
-from .program import COOKIE_BASE, COOKIE_STATIC, BridgeProgram
+from .program import COOKIE_STATIC, BridgeProgram
 
 # What ovs-ofctl dump-flows prints for our static flows, so a script can leave everything else alone.
 STATIC_COOKIE_TEXT = f"cookie={COOKIE_STATIC:#x}"
-OVSFLOW_COOKIE_MATCH = f"cookie={COOKIE_BASE:#x}/0xffffffff00000000"
 
 
 def flow_lines(bridge: BridgeProgram, comments: bool = True) -> list[str]:

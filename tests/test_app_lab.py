@@ -34,7 +34,7 @@ from ovsflow.compiler import compile_host
 from ovsflow.lab import lab as labmod
 from ovsflow.lab import netns as ns
 from ovsflow.lab.check import format_matrix, run_check
-from ovsflow.lab.controller import RyuManager
+from ovsflow.lab.controller import RyuManager, controlled_lab
 from ovsflow.lab.exercise import Exercise, ping_replies
 from ovsflow.model import load_topology
 from ovsflow.ofctl import flow_file, group_lines
@@ -211,24 +211,8 @@ def live(lab_base: Path, tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("applab")
     topo_file = tmp / "topology.yaml"
     topo_file.write_text(TOPOLOGY)
-    topo = load_topology(topo_file)
-    app = None
-    try:
-        state = labmod.up(topo, NAME, program="none")
-        ul = state.underlay["netns"]
-        ns.addr_add(state.underlay["bridge"], f"{CTL_IP}/{state.underlay.get('prefixlen', '24')}", ul)
-        app = App(ul, topo_file, tmp / "ryu.log").start()
-        app.wait_for(r"topology \S+ loaded \(start\)")
-        lab = Exercise(state, echo=print)
-        for host in state.hosts:
-            lab.plumb(host, topo, f"tcp:{CTL_IP}:{CTL_PORT}")
-        labmod.warm_underlay(state, print)  # new tunnel ports flushed OVS's tunnel neighbour cache
-        app.wait_for(r"\) connect: updated", count=6)
+    with controlled_lab(topo_file, NAME, tmp / "ryu.log", ctl_ip=CTL_IP, ctl_port=CTL_PORT) as (lab, app):
         yield Live(lab, app, topo_file, tmp)
-    finally:
-        if app is not None:
-            app.stop()  # before lab down: the namespace it lives in goes away
-        labmod.down(NAME)
 
 
 def test_three_hosts_programmed_by_the_app_equal_the_render(live: Live) -> None:

@@ -19,10 +19,8 @@ from pathlib import Path
 import pytest
 
 from conftest import lab_check_module, lab_name
-from ovsflow.lab import lab as labmod
-from ovsflow.lab import netns as ns
 from ovsflow.lab.check import run_check
-from ovsflow.lab.controller import RyuManager
+from ovsflow.lab.controller import controlled_lab
 from ovsflow.lab.exercise import Exercise
 from ovsflow.model import load_topology
 
@@ -43,25 +41,8 @@ def live(lab_base: Path, tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("migration")
     topo_file = tmp / "topology.yaml"
     shutil.copy(LAB / "topology.yaml", topo_file)  # the app watches this copy; the test edits it
-    topo = load_topology(topo_file)
-    assert CTL_IP not in {h.vtep for h in topo.hosts.values()}
-    ctl = None
-    try:
-        state = labmod.up(topo, NAME, program="none")
-        ul = state.underlay["netns"]
-        ns.addr_add(state.underlay["bridge"], f"{CTL_IP}/{state.underlay.get('prefixlen', '24')}", ul)
-        ctl = RyuManager(tmp / "ryu.log", topo_file, port=CTL_PORT, host=CTL_IP, netns=ul).start()
-        ctl.wait_for(r"topology \S+ loaded \(start\)")
-        lab = Exercise(state, echo=print)
-        for host in state.hosts:
-            lab.plumb(host, topo, f"tcp:{CTL_IP}:{CTL_PORT}")
-        labmod.warm_underlay(state, print)  # new tunnel ports flushed OVS's tunnel neighbour cache
-        ctl.wait_for(r"\) connect: updated", count=6)
+    with controlled_lab(topo_file, NAME, tmp / "ryu.log", ctl_ip=CTL_IP, ctl_port=CTL_PORT) as (lab, ctl):
         yield {"lab": lab, "ctl": ctl, "topology": topo_file}
-    finally:
-        if ctl is not None:
-            ctl.stop()  # before lab down: the namespace it lives in goes away
-        labmod.down(NAME)
 
 
 def test_the_app_programs_the_whole_lab(live) -> None:

@@ -7,6 +7,7 @@ config handed to ryu-manager), which is what the benchmarks time things by.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -131,3 +132,42 @@ class RyuManager:
         rx = re.compile(pattern)
         return self._poll(lambda: [(t, m) for t, ln in self.lines(since) for m in [rx.search(ln)] if m],
                           count, timeout, since, repr(pattern))[:count]
+
+
+@contextlib.contextmanager
+def controlled_lab(topology_file: Path, name: str, app_log: Path, *, ctl_ip: str, ctl_port: int = 6653,
+                   stamped: bool = False, echo=print, timeout: float = 120.0):
+    """A lab whose flows come from a live `ryu-manager ovsflow.app`, yielding (Exercise, RyuManager).
+
+    The lab comes up with no flows; the app runs in the underlay namespace on `ctl_ip` (an address
+    the topology's VTEP subnet has room for), every host's bridges and ports get the app as their
+    controller, and this returns once all of them are programmed. On exit (also after a failure)
+    the app stops before the lab goes down, since its namespace goes with the lab.
+    """
+    from ..model import load_topology
+    from . import lab as labmod
+    from . import netns as ns
+    from .exercise import Exercise
+
+    topo = load_topology(topology_file)
+    if ctl_ip in {h.vtep for h in topo.hosts.values()}:
+        raise ValueError(f"{ctl_ip} is a VTEP of {topology_file}: the controller needs an address of its own")
+    app: RyuManager | None = None
+    try:
+        state = labmod.up(topo, name, program="none")
+        ul = state.underlay["netns"]
+        ns.addr_add(state.underlay["bridge"], f"{ctl_ip}/{state.underlay.get('prefixlen', '24')}", ul)
+        app = RyuManager(app_log, topology_file, port=ctl_port, host=ctl_ip, netns=ul, stamped=stamped).start()
+        app.wait_for(r"topology \S+ loaded \(start\)", timeout=timeout)
+        lab = Exercise(state, echo=echo)
+        for host in state.hosts:
+            lab.plumb(host, topo, f"tcp:{ctl_ip}:{ctl_port}")
+        labmod.warm_underlay(state, echo)  # new tunnel ports flushed OVS's tunnel neighbour cache
+        app.wait_for(r"\) connect: updated", count=2 * len(state.hosts), timeout=timeout)
+        yield lab, app
+    finally:
+        try:
+            if app is not None:
+                app.stop()
+        finally:
+            labmod.down(name)
