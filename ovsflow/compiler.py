@@ -7,8 +7,10 @@ is checked against the declared pipeline (pipelines/*.yaml) before it is accepte
 
 from __future__ import annotations
 
-import ipaddress
-from typing import Iterable
+import socket
+from operator import eq, itemgetter
+from dataclasses import dataclass
+from typing import Callable, Iterable
 
 from . import flow as F
 from .flow import Flow
@@ -28,6 +30,13 @@ MULTICAST = (0x010000000000, 0x010000000000)  # dl_dst=01:00:00:00:00:00/01:00:0
 UNICAST = (0x000000000000, 0x010000000000)
 NO_VLAN = (0x0000, 0x1FFF)  # vlan_tci=0x0000/0x1fff: no VLAN header
 
+# Actions every responder flow shares (one object each: cheaper to build, encode and check).
+ARP_REPLY_HEAD = (F.Move("dl_src", "dl_dst"),)
+ARP_REPLY_MID = (F.SetField("arp_op", 2), F.Move("arp_sha", "arp_tha"), F.Move("arp_spa", "arp_tpa"))
+NA_FROM_NS = (F.SetField("icmpv6_type", ND_ADVERT), F.SetField("icmpv6_code", 0),
+              F.SetField("nd_reserved", NA_FLAGS_SOLICITED_OVERRIDE), F.SetField("nd_options_type", 2), F.GotoTable(23))
+BACK = F.Output(F.IN_PORT)
+
 # Priorities in br-tun table 20: pre-populated (l2pop) entries win over learned ones.
 PRIO_L2POP = 2
 PRIO_LEARNED = 1
@@ -42,11 +51,12 @@ def vid(vlan: int) -> int:
 
 
 def ip_int(ip: str) -> int:
-    return int(ipaddress.IPv4Address(ip))
+    """An address the model already validated, as an integer (inet_pton: 100x ipaddress's speed)."""
+    return int.from_bytes(socket.inet_pton(socket.AF_INET, ip), "big")
 
 
 def ip6_int(ip: str) -> int:
-    return int(ipaddress.IPv6Address(ip))
+    return int.from_bytes(socket.inet_pton(socket.AF_INET6, ip.split("%")[0]), "big")  # a scope is not matched
 
 
 def flood_group_id(net: Network) -> int:
@@ -54,19 +64,72 @@ def flood_group_id(net: Network) -> int:
     return net.vni
 
 
-class HostCompiler:
-    """Compiles one host. Holds the per-host facts (VLANs, ofports, tunnels) the table functions share."""
+@dataclass(frozen=True, eq=False)
+class NetworkPiece:
+    """One network's share of one host's program: its br-tun and br-int flows and its flood group.
 
-    def __init__(self, graph: TopologyGraph, host: str):
+    A host's program is its host-wide flows (classify by port, learn(), table misses) plus one piece
+    per network it is on. A piece depends only on `piece_key`, so a compile that is given the pieces
+    of an earlier compile (`PieceMemo`) rebuilds only the networks an edit touched; the pieces that
+    come back are the same objects, which lets the live controller reuse their encoding too.
+    """
+
+    tun: tuple[Flow, ...]  # sorted by Flow.sort_key
+    int: tuple[Flow, ...]
+    group: F.GroupEntry | None
+    tun_keys: tuple[tuple, ...] = ()  # the flows' sort keys, kept so assembling only merges
+    int_keys: tuple[tuple, ...] = ()
+
+
+class PieceMemo:
+    """Network pieces of the hosts compiled so far, reusable by the next compile.
+
+    `PieceMemo(previous)` starts empty but can take any piece `previous` holds; it keeps only what
+    was used (or carried over with `carry`), so it never grows beyond one topology's worth.
+    """
+
+    def __init__(self, previous: "PieceMemo | None" = None) -> None:
+        self._previous = previous._hosts if previous is not None else {}
+        self._hosts: dict[str, dict[tuple, NetworkPiece]] = {}
+
+    def piece(self, host: str, key: tuple, build: "Callable[[], NetworkPiece]") -> NetworkPiece:
+        mine = self._hosts.setdefault(host, {})
+        found = mine.get(key)
+        if found is None:
+            found = self._previous.get(host, {}).get(key)
+            if found is None:
+                found = build()
+            mine[key] = found
+        return found
+
+    def carry(self, host: str) -> None:
+        """Keep `host`'s pieces from the previous memo as they are (its program was reused whole)."""
+        if host in self._previous:
+            self._hosts[host] = self._previous[host]
+
+
+class HostCompiler:
+    """Compiles one host. Holds the per-host facts (VLANs, ofports, tunnels) the table functions share.
+
+    Table functions come in two kinds: host-wide ones (`tun_classify`, `tun_from_int`, `tun_learn`)
+    and per-network ones, which take the network and return only its flows.
+    """
+
+    def __init__(self, graph: TopologyGraph, host: str, memo: PieceMemo | None = None):
         self.graph = graph
         self.topo = graph.topo
         self.host = self.topo.hosts[host]
+        self.memo = memo
         self.vlans = graph.local_vlans(host)
         self.vm_ofports = graph.vm_ofports(host)
         self.tunnels = graph.tunnels(host)
         self.tunnel_by_key = {(t.remote, t.type): t for t in self.tunnels}
         self.networks = graph.networks_on(host)  # sorted by VNI
         self.ports = graph.ports_on(host)
+        self.local_ports: dict[str, list] = {}
+        for port in self.ports:
+            self.local_ports.setdefault(port.network, []).append(port)
+        self.pipelines: dict[str, Pipeline] = {"tun": load_pipeline("tun"), "int": load_pipeline("int")}
 
     # -- shared facts ------------------------------------------------------------------------------
     def remote_tunnels(self, net: Network) -> list[Tunnel]:
@@ -79,24 +142,24 @@ class HostCompiler:
     def has_remotes(self, net: Network) -> bool:
         return bool(self.graph.remote_hosts(self.host.name, net.name))
 
-    # -- br-tun ------------------------------------------------------------------------------------
+    def piece_key(self, net: Network) -> tuple:
+        """Everything `network_piece(net)` reads: the network, its local VLAN, the tunnel port of
+        each remote VTEP hosting it, its ports (all of them in l2pop mode, else the local ones) and
+        the local ports' OpenFlow numbers."""
+        local = tuple(self.local_ports.get(net.name, ()))
+        ports = tuple(self.graph.ports_of(net.name)) if net.mode == "l2pop" else local
+        return (net, self.vlans[net.name], tuple((t.remote, t.ofport) for t in self.remote_tunnels(net)),
+                ports, tuple(self.vm_ofports[p.name] for p in local))
+
+    # -- br-tun: host-wide -------------------------------------------------------------------------
     def tun_classify(self) -> Iterable[Flow]:
-        yield Flow.make(0, 1, {"in_port": PATCH_OFPORT}, [F.GotoTable(2)])
+        yield make(0, 1, {"in_port": PATCH_OFPORT}, [F.GotoTable(2)])
         for t in self.tunnels:
-            yield Flow.make(0, 1, {"in_port": t.ofport}, [F.GotoTable(TUNNEL_TABLE[t.type])])
+            yield make(0, 1, {"in_port": t.ofport}, [F.GotoTable(TUNNEL_TABLE[t.type])])
 
     def tun_from_int(self) -> Iterable[Flow]:
-        yield Flow.make(2, 1, {"dl_dst": UNICAST}, [F.GotoTable(20)])
-        yield Flow.make(2, 1, {"dl_dst": MULTICAST}, [F.GotoTable(22)])
-
-    def tun_key_to_vlan(self) -> Iterable[Flow]:
-        """Only networks this host shares with some other VTEP accept tunnel traffic; unknown keys drop."""
-        for net in self.networks:
-            if self.has_remotes(net):
-                yield Flow.make(
-                    TUNNEL_TABLE[net.tunnel], 1, {"tun_id": net.vni},
-                    [F.PushVlan(), F.SetField("vlan_vid", vid(self.vlans[net.name])), F.GotoTable(10)],
-                )
+        yield make(2, 1, {"dl_dst": UNICAST}, [F.GotoTable(20)])
+        yield make(2, 1, {"dl_dst": MULTICAST}, [F.GotoTable(22)])
 
     def tun_learn(self) -> Iterable[Flow]:
         """Seed 003's learn(): remember where a remote MAC lives, per VLAN; learned flows strip the VLAN,
@@ -123,193 +186,217 @@ class HostCompiler:
             )
             actions = [learn, F.Output(PATCH_OFPORT)]
             if timeouts == default:
-                yield Flow.make(10, 1, {}, actions)
+                yield make(10, 1, {}, actions)
             else:
                 for net in nets:
-                    yield Flow.make(10, 2, {"dl_vlan": self.vlans[net.name]}, actions)
+                    yield make(10, 2, {"dl_vlan": self.vlans[net.name]}, actions)
 
-    def tun_unicast(self) -> Iterable[Flow]:
+    # -- br-tun: per network -----------------------------------------------------------------------
+    def tun_key_to_vlan(self, net: Network) -> Iterable[Flow]:
+        """Only networks this host shares with some other VTEP accept tunnel traffic; unknown keys drop."""
+        if self.has_remotes(net):
+            yield make(
+                TUNNEL_TABLE[net.tunnel], 1, {"tun_id": net.vni},
+                [F.PushVlan(), F.SetField("vlan_vid", vid(self.vlans[net.name])), F.GotoTable(10)],
+            )
+
+    def tun_unicast(self, net: Network) -> Iterable[Flow]:
         """l2pop: every remote port of an l2pop network pre-installed, above anything learned.
-        (This is the one per-remote-VM loop: actions are shared values, built once per network.)"""
-        pop = F.PopVlan()
-        for net in self.networks:
-            if net.mode != "l2pop":
-                continue
-            vlan, set_key = self.vlans[net.name], F.SetField("tun_id", net.vni)
-            outputs = {h: F.Output(self.tunnel_by_key[(h, net.tunnel)].ofport) for h in self.graph.remote_hosts(self.host.name, net.name)}
-            for port in self.graph.ports_of(net.name):
-                if port.host != self.host.name:
-                    yield Flow.make(20, PRIO_L2POP, {"dl_vlan": vlan, "dl_dst": mac_int(port.mac)}, (pop, set_key, outputs[port.host]))
+        (This is the one per-remote-VM loop: actions are shared values, built once per VTEP.)"""
+        if net.mode != "l2pop":
+            return
+        vlan, pop, set_key = self.vlans[net.name], F.PopVlan(), F.SetField("tun_id", net.vni)
+        actions = {h: (pop, set_key, F.Output(self.tunnel_by_key[(h, net.tunnel)].ofport))
+                   for h in self.graph.remote_hosts(self.host.name, net.name)}
+        for port in self.graph.ports_of(net.name):
+            if port.host != self.host.name:
+                yield Flow(20, PRIO_L2POP, (("dl_vlan", vlan), ("dl_dst", mac_int(port.mac))), actions[port.host],
+                           COOKIE_STATIC)
 
-    def tun_arp_responder(self) -> Iterable[Flow]:
+    def tun_arp_responder(self, net: Network) -> Iterable[Flow]:
         """l2pop (seed 002): ARP requests for known IPs never reach the underlay. A remote VM's IP is
         answered here, in the switch (reply built from the request, sent back where it came from);
         a local VM's IP is dropped here because br-int already delivered the request to that VM."""
-        for net in self.networks:
-            if net.mode != "l2pop" or not self.has_remotes(net):
+        if net.mode != "l2pop" or not self.has_remotes(net):
+            return
+        vlan = self.vlans[net.name]
+        yield make(2, 2, {"dl_vlan": vlan, "dl_dst": BROADCAST, "dl_type": ETH_ARP, "arp_op": 1}, [F.GotoTable(21)])
+        for port in self.graph.ports_of(net.name):
+            if port.ip is None:
                 continue
-            vlan = self.vlans[net.name]
-            yield Flow.make(2, 2, {"dl_vlan": vlan, "dl_dst": BROADCAST, "dl_type": ETH_ARP, "arp_op": 1}, [F.GotoTable(21)])
-            for port in self.graph.ports_of(net.name):
-                if port.ip is None:
-                    continue
-                match = {"dl_vlan": vlan, "dl_type": ETH_ARP, "arp_op": 1, "arp_tpa": ip_int(port.ip)}
-                if port.host == self.host.name:
-                    yield Flow.make(21, 1, match, [])
-                    continue
-                yield Flow.make(21, 1, match, [
-                    F.Move("dl_src", "dl_dst"),
-                    F.SetField("eth_src", mac_int(port.mac)),
-                    F.SetField("arp_op", 2),
-                    F.Move("arp_sha", "arp_tha"),
-                    F.Move("arp_spa", "arp_tpa"),
-                    F.SetField("arp_sha", mac_int(port.mac)),
-                    F.SetField("arp_spa", ip_int(port.ip)),
-                    F.Output(F.IN_PORT),
-                ])
+            match = {"dl_vlan": vlan, "dl_type": ETH_ARP, "arp_op": 1, "arp_tpa": ip_int(port.ip)}
+            if port.host == self.host.name:
+                yield make(21, 1, match, [])
+                continue
+            mac = mac_int(port.mac)
+            yield make(21, 1, match, [  # eth_dst := eth_src, eth_src := mac, op := reply, swap, answer
+                *ARP_REPLY_HEAD, F.SetField("eth_src", mac), *ARP_REPLY_MID,
+                F.SetField("arp_sha", mac), F.SetField("arp_spa", ip_int(port.ip)), BACK,
+            ])
 
-    def tun_nd_responder(self) -> Iterable[Flow]:
+    def tun_nd_responder(self, net: Network) -> Iterable[Flow]:
         """l2pop for IPv6, which Neutron does not do: a neighbour solicitation for a remote VM's
         address becomes an advertisement in the switch (two tables: OVS accepts nd_tll only on a
         frame already matched as an advertisement). Duplicate address detection (source ::) floods."""
+        if net.mode != "l2pop" or not self.has_remotes(net):
+            return
         icmp6 = {"dl_type": ETH_IPV6, "nw_proto": IPPROTO_ICMPV6}
-        for net in self.networks:
-            if net.mode != "l2pop" or not self.has_remotes(net):
+        vlan = self.vlans[net.name]
+        yield make(2, 2, {"dl_vlan": vlan, **icmp6, "icmpv6_type": ND_SOLICIT}, [F.GotoTable(21)])
+        yield make(21, 2, {"dl_vlan": vlan, **icmp6, "icmpv6_type": ND_SOLICIT, "ipv6_src": 0}, [F.GotoTable(22)])
+        for port in self.graph.ports_of(net.name):
+            if port.ipv6 is None:
                 continue
-            vlan = self.vlans[net.name]
-            yield Flow.make(2, 2, {"dl_vlan": vlan, **icmp6, "icmpv6_type": ND_SOLICIT}, [F.GotoTable(21)])
-            yield Flow.make(21, 2, {"dl_vlan": vlan, **icmp6, "icmpv6_type": ND_SOLICIT, "ipv6_src": 0}, [F.GotoTable(22)])
-            for port in self.graph.ports_of(net.name):
-                if port.ipv6 is None:
-                    continue
-                target = ip6_int(port.ipv6)
-                solicit = {"dl_vlan": vlan, **icmp6, "icmpv6_type": ND_SOLICIT, "nd_target": target}
-                if port.host == self.host.name:
-                    yield Flow.make(21, 1, solicit, [])
-                    continue
-                yield Flow.make(21, 1, solicit, [
-                    F.SetField("icmpv6_type", ND_ADVERT),
-                    F.SetField("icmpv6_code", 0),
-                    F.SetField("nd_reserved", NA_FLAGS_SOLICITED_OVERRIDE),
-                    F.SetField("nd_options_type", 2),
-                    F.GotoTable(23),
-                ])
-                yield Flow.make(23, 1, {"dl_vlan": vlan, **icmp6, "icmpv6_type": ND_ADVERT, "nd_target": target}, [
-                    F.SetField("nd_tll", mac_int(port.mac)),
-                    F.Move("dl_src", "dl_dst"),
-                    F.SetField("eth_src", mac_int(port.mac)),
-                    F.Move("ipv6_src", "ipv6_dst"),
-                    F.SetField("ipv6_src", target),
-                    F.Output(F.IN_PORT),
-                ])
+            target = ip6_int(port.ipv6)
+            solicit = {"dl_vlan": vlan, **icmp6, "icmpv6_type": ND_SOLICIT, "nd_target": target}
+            if port.host == self.host.name:
+                yield make(21, 1, solicit, [])
+                continue
+            yield make(21, 1, solicit, NA_FROM_NS)
+            yield make(23, 1, {"dl_vlan": vlan, **icmp6, "icmpv6_type": ND_ADVERT, "nd_target": target}, [
+                F.SetField("nd_tll", mac_int(port.mac)),
+                F.Move("dl_src", "dl_dst"),
+                F.SetField("eth_src", mac_int(port.mac)),
+                F.Move("ipv6_src", "ipv6_dst"),
+                F.SetField("ipv6_src", target),
+                BACK,
+            ])
 
-    def tun_flood(self) -> Iterable[Flow]:
+    def tun_flood(self, net: Network) -> Iterable[Flow]:
         """Head-end replication (seed 004): one copy per VTEP hosting the network, none elsewhere.
         The list lives in a group (type all, a bucket per remote VTEP), so a VTEP joining or leaving
         a network is one group-mod and no flow changes."""
-        for net in self.networks:
-            if self.remote_tunnels(net):
-                yield Flow.make(22, 1, {"dl_vlan": self.vlans[net.name]}, [F.PopVlan(), F.Group(flood_group_id(net))])
+        if self.has_remotes(net):
+            yield make(22, 1, {"dl_vlan": self.vlans[net.name]}, [F.PopVlan(), F.Group(flood_group_id(net))])
 
-    def tun_groups(self) -> list[F.GroupEntry]:
-        groups = []
-        for net in self.networks:
-            tunnels = self.remote_tunnels(net)
-            if tunnels:
-                buckets = tuple(F.Bucket((F.SetField("tun_id", net.vni), F.Output(t.ofport))) for t in tunnels)
-                groups.append(F.GroupEntry(flood_group_id(net), "all", buckets))
-        return sorted(groups, key=lambda g: g.group_id)
+    def tun_group(self, net: Network) -> F.GroupEntry | None:
+        tunnels = self.remote_tunnels(net)
+        if not tunnels:
+            return None
+        buckets = tuple(F.Bucket((F.SetField("tun_id", net.vni), F.Output(t.ofport))) for t in tunnels)
+        return F.GroupEntry(flood_group_id(net), "all", buckets)
 
-    # -- br-int ------------------------------------------------------------------------------------
-    def int_classify(self) -> Iterable[Flow]:
-        for port in self.ports:
-            yield Flow.make(
+    # -- br-int: per network -----------------------------------------------------------------------
+    def int_classify(self, net: Network) -> Iterable[Flow]:
+        """A VM's frames are tagged with its network's local VLAN (only untagged, only its own MAC);
+        frames from br-tun already carry the VLAN."""
+        for port in self.local_ports.get(net.name, ()):
+            yield make(
                 0, 1, {"in_port": self.vm_ofports[port.name], "dl_src": mac_int(port.mac), "vlan_tci": NO_VLAN},
-                [F.PushVlan(), F.SetField("vlan_vid", vid(self.vlans[port.network])), F.GotoTable(10)],
+                [F.PushVlan(), F.SetField("vlan_vid", vid(self.vlans[net.name])), F.GotoTable(10)],
             )
-        for net in self.networks:
-            if self.has_remotes(net):
-                yield Flow.make(0, 1, {"in_port": PATCH_OFPORT, "dl_vlan": self.vlans[net.name]}, [F.GotoTable(20)])
+        if self.has_remotes(net):
+            yield make(0, 1, {"in_port": PATCH_OFPORT, "dl_vlan": self.vlans[net.name]}, [F.GotoTable(20)])
 
-    def int_from_vm(self) -> Iterable[Flow]:
-        for net in self.networks:
-            vlan = self.vlans[net.name]
-            remotes = self.has_remotes(net)
-            to_tun = [F.Output(PATCH_OFPORT)] if remotes else []
-            yield Flow.make(10, 2, {"dl_vlan": vlan, "dl_dst": MULTICAST}, [*to_tun, F.GotoTable(20)])
-            if remotes:
-                yield Flow.make(10, 1, {"dl_vlan": vlan}, to_tun)
-        for port in self.ports:
-            yield Flow.make(10, 3, {"dl_vlan": self.vlans[port.network], "dl_dst": mac_int(port.mac)}, [F.GotoTable(20)])
+    def int_from_vm(self, net: Network) -> Iterable[Flow]:
+        vlan = self.vlans[net.name]
+        remotes = self.has_remotes(net)
+        to_tun = [F.Output(PATCH_OFPORT)] if remotes else []
+        yield make(10, 2, {"dl_vlan": vlan, "dl_dst": MULTICAST}, [*to_tun, F.GotoTable(20)])
+        if remotes:
+            yield make(10, 1, {"dl_vlan": vlan}, to_tun)
+        for port in self.local_ports.get(net.name, ()):
+            yield make(10, 3, {"dl_vlan": vlan, "dl_dst": mac_int(port.mac)}, [F.GotoTable(20)])
 
-    def int_to_vm(self) -> Iterable[Flow]:
-        by_net: dict[str, list[int]] = {}
-        for port in self.ports:
+    def int_to_vm(self, net: Network) -> Iterable[Flow]:
+        vlan = self.vlans[net.name]
+        ofports = []
+        for port in self.local_ports.get(net.name, ()):
             ofport = self.vm_ofports[port.name]
-            by_net.setdefault(port.network, []).append(ofport)
-            yield Flow.make(
-                20, 2, {"dl_vlan": self.vlans[port.network], "dl_dst": mac_int(port.mac)},
-                [F.PopVlan(), F.Output(ofport)],
-            )
-        for net in self.networks:
-            ofports = sorted(by_net.get(net.name, []))
-            yield Flow.make(20, 1, {"dl_vlan": self.vlans[net.name], "dl_dst": MULTICAST}, [F.PopVlan(), *(F.Output(p) for p in ofports)])
+            ofports.append(ofport)
+            yield make(20, 2, {"dl_vlan": vlan, "dl_dst": mac_int(port.mac)}, [F.PopVlan(), F.Output(ofport)])
+        yield make(20, 1, {"dl_vlan": vlan, "dl_dst": MULTICAST}, [F.PopVlan(), *(F.Output(p) for p in sorted(ofports))])
 
     # -- assembly ----------------------------------------------------------------------------------
-    def bridge_tun(self) -> BridgeProgram:
-        flows = [*self.tun_classify(), *self.tun_from_int(), *self.tun_key_to_vlan(), *self.tun_learn(),
-                 *self.tun_unicast(), *self.tun_arp_responder(),
-                 *self.tun_nd_responder(), *self.tun_flood()]
-        ports = [PortConfig("patch-int", PATCH_OFPORT, "patch", (("peer", "patch-tun"),), f"patch to {self.host.bridge_int}")]
-        for t in self.tunnels:
-            opts = (("key", "flow"), ("local_ip", self.host.vtep), ("remote_ip", t.remote_ip))
-            ports.append(PortConfig(t.name, t.ofport, t.type, opts, f"{t.type} tunnel to {t.remote} {t.remote_ip}"))
-        return self._bridge(self.host.bridge_tun, "tun", self.graph.datapath_ids(self.host.name)[1], ports, flows,
-                            self.tun_groups())
+    def network_piece(self, net: Network) -> NetworkPiece:
+        """All of one network's flows on this host, checked against the pipelines."""
+        tun = (*self.tun_key_to_vlan(net), *self.tun_unicast(net), *self.tun_arp_responder(net),
+               *self.tun_nd_responder(net), *self.tun_flood(net))
+        int_ = (*self.int_classify(net), *self.int_from_vm(net), *self.int_to_vm(net))
+        group = self.tun_group(net)
+        check(self.pipelines["tun"], tun, (group,) if group else ())
+        check(self.pipelines["int"], int_)
+        (tun, tun_keys), (int_, int_keys) = keyed(tun), keyed(int_)
+        return NetworkPiece(tun, int_, group, tun_keys, int_keys)
 
-    def bridge_int(self) -> BridgeProgram:
-        flows = [*self.int_classify(), *self.int_from_vm(), *self.int_to_vm()]
-        ports = [PortConfig("patch-tun", PATCH_OFPORT, "patch", (("peer", "patch-int"),), f"patch to {self.host.bridge_tun}")]
-        for port in self.ports:
-            ports.append(PortConfig(port.iface, self.vm_ofports[port.name], "", (), f"VM port {port.name} ({port.network}, {port.mac})"))
-        ports.sort(key=lambda p: p.ofport)
-        return self._bridge(self.host.bridge_int, "int", self.graph.datapath_ids(self.host.name)[0], ports, flows)
-
-    def _bridge(self, name: str, role: str, dpid: int, ports: list[PortConfig], flows: list[Flow],
-                groups: list[F.GroupEntry] = ()) -> BridgeProgram:  # type: ignore[assignment]
-        pipeline: Pipeline = load_pipeline(role)
-        program = [Flow(f.table, f.priority, f.match, f.actions, COOKIE_STATIC, f.hard_timeout, f.idle_timeout) for f in flows]
-        program += pipeline.miss_flows(COOKIE_STATIC)
-        for f in program:
-            pipeline.check(f)
-        keys = [(f.table, f.priority, f.match) for f in program]
-        if len(set(keys)) != len(keys):
-            dups = sorted({str(k) for k in keys if keys.count(k) > 1})
-            raise AssertionError(f"compiler emitted two flows with the same match and priority: {dups[:3]}")
-        program.sort(key=Flow.sort_key)
-        group_ids = {g.group_id for g in groups}
-        for f in program:
-            for a in f.actions:
-                if isinstance(a, F.Group) and a.group_id not in group_ids:
-                    raise AssertionError(f"flow outputs to group {a.group_id}, which the program does not define: {f}")
-        return BridgeProgram(name, role, self.host.datapath_type, dpid, tuple(ports), tuple(program), tuple(groups))
+    def pieces(self) -> list[NetworkPiece]:
+        if self.memo is None:
+            return [self.network_piece(net) for net in self.networks]
+        host = self.host.name
+        return [self.memo.piece(host, self.piece_key(net), lambda net=net: self.network_piece(net))  # type: ignore[misc]
+                for net in self.networks]
 
     def compile(self, datapath_type: str | None = None) -> HostProgram:
-        bridges = (self.bridge_int(), self.bridge_tun())
-        if datapath_type:
-            bridges = tuple(
-                BridgeProgram(b.name, b.role, datapath_type, b.datapath_id, b.ports, b.flows, b.groups) for b in bridges
-            )
-        return HostProgram(self.host.name, self.host.vtep, bridges, dict(self.vlans))
+        pieces = self.pieces()
+        tun_host = (*self.tun_classify(), *self.tun_from_int(), *self.tun_learn(), *self.pipelines["tun"].miss_flows(COOKIE_STATIC))
+        int_host = tuple(self.pipelines["int"].miss_flows(COOKIE_STATIC))
+        groups = tuple(sorted((p.group for p in pieces if p.group is not None), key=lambda g: g.group_id))
+        check(self.pipelines["tun"], tun_host, groups)
+        check(self.pipelines["int"], int_host)
+        dpid_int, dpid_tun = self.graph.datapath_ids(self.host.name)
+        dp_type = datapath_type or self.host.datapath_type
+
+        tun_ports = [PortConfig("patch-int", PATCH_OFPORT, "patch", (("peer", "patch-tun"),), f"patch to {self.host.bridge_int}")]
+        for t in self.tunnels:
+            opts = (("key", "flow"), ("local_ip", self.host.vtep), ("remote_ip", t.remote_ip))
+            tun_ports.append(PortConfig(t.name, t.ofport, t.type, opts, f"{t.type} tunnel to {t.remote} {t.remote_ip}"))
+        int_ports = [PortConfig("patch-tun", PATCH_OFPORT, "patch", (("peer", "patch-int"),), f"patch to {self.host.bridge_tun}")]
+        for port in self.ports:
+            int_ports.append(PortConfig(port.iface, self.vm_ofports[port.name], "", (), f"VM port {port.name} ({port.network}, {port.mac})"))
+        int_ports.sort(key=lambda p: p.ofport)
+
+        int_parts = (keyed(int_host), *((p.int, p.int_keys) for p in pieces))
+        tun_parts = (keyed(tun_host), *((p.tun, p.tun_keys) for p in pieces))
+        br_int = assemble(self.host.bridge_int, "int", dp_type, dpid_int, int_ports, int_parts, ())
+        br_tun = assemble(self.host.bridge_tun, "tun", dp_type, dpid_tun, tun_ports, tun_parts, groups)
+        return HostProgram(self.host.name, self.host.vtep, (br_int, br_tun), dict(self.vlans))
 
 
-def compile_host(topo: Topology, host: str, datapath_type: str | None = None, graph: TopologyGraph | None = None) -> HostProgram:
-    """The program of one host. Pass a prebuilt `graph` when compiling many hosts of one topology."""
+def make(table: int, priority: int, match: dict[str, F.MatchValue], actions: list[F.Action]) -> Flow:
+    """A flow of the compiled program (every one carries COOKIE_STATIC)."""
+    return Flow.make(table, priority, match, actions, COOKIE_STATIC)
+
+
+def check(pipeline: Pipeline, flows: tuple[Flow, ...], groups: tuple[F.GroupEntry, ...] = ()) -> None:
+    """Every flow keeps its table's contract and uses only groups the program defines. (That no
+    two flows share an identity is checked when a bridge is assembled.)"""
+    missing = pipeline.check_all(flows) - {g.group_id for g in groups}
+    if missing:
+        f = next(f for f in flows if any(type(a) is F.Group and a.group_id in missing for a in f.actions))
+        raise AssertionError(f"flow outputs to group {sorted(missing)[0]}, which the program does not define: {f}")
+
+
+def keyed(flows: Iterable[Flow]) -> tuple[tuple[Flow, ...], tuple[tuple, ...]]:
+    """Flows sorted by Flow.sort_key, and those keys."""
+    pairs = sorted(((f.sort_key(), f) for f in flows), key=itemgetter(0))
+    return tuple(f for _, f in pairs), tuple(k for k, _ in pairs)
+
+
+def assemble(name: str, role: str, datapath_type: str, dpid: int, ports: list[PortConfig],
+             parts: tuple[tuple[tuple[Flow, ...], tuple[tuple, ...]], ...], groups: tuple[F.GroupEntry, ...]) -> BridgeProgram:
+    """One bridge from checked, sorted parts (host-wide flows, then one part per network) and
+    their sort keys: merged in key order. Parts are disjoint by construction (each network's flows
+    match its own VLAN, tunnel key or VM ports); equal identities would have equal sort keys, side
+    by side after the merge, so one pass over neighbours proves it."""
+    pairs = [pair for flows, keys in parts for pair in zip(keys, flows)]
+    pairs.sort(key=itemgetter(0))  # sorted runs: a merge, not a sort
+    keys = [k for k, _ in pairs]
+    if any(map(eq, keys, keys[1:])):
+        dup = next(i for i in range(len(keys) - 1) if keys[i] == keys[i + 1])
+        raise AssertionError(f"compiler emitted two flows with the same match and priority: {pairs[dup][1]} / {pairs[dup + 1][1]}")
+    flows = tuple(f for _, f in pairs)
+    return BridgeProgram(name, role, datapath_type, dpid, tuple(ports), flows, groups, tuple(f for f, _ in parts))
+
+
+def compile_host(topo: Topology, host: str, datapath_type: str | None = None, graph: TopologyGraph | None = None,
+                 memo: PieceMemo | None = None) -> HostProgram:
+    """The program of one host. Pass a prebuilt `graph` when compiling many hosts of one topology,
+    and a `memo` to reuse the network pieces of an earlier compile (the result is the same)."""
     if host not in topo.hosts:
         raise KeyError(host)
     if graph is not None and graph.focus not in (None, host):
         raise ValueError(f"graph focused on {graph.focus}, not {host}")
-    return HostCompiler(graph or TopologyGraph(topo, focus=host), host).compile(datapath_type)
+    return HostCompiler(graph or TopologyGraph(topo, focus=host), host, memo).compile(datapath_type)
 
 
 def compile_all(topo: Topology, datapath_type: str | None = None) -> dict[str, HostProgram]:

@@ -282,7 +282,7 @@ class Flow:
         """Table, then priority (high first), then the match by value. Cheap (no text) because
         render sorts every flow; exact and masked values of one field compare as (value, mask)."""
         return (self.table, -self.priority,
-                tuple((k, v if isinstance(v, tuple) else (v, -1)) for k, v in self.match))
+                tuple([(k, v if v.__class__ is tuple else (v, -1)) for k, v in self.match]))
 
     def match_text(self) -> str:
         return ",".join(format_match(k, v) for k, v in self.match)

@@ -105,6 +105,7 @@ class TopologyGraph:
         hn.add_edges_from((("host", h), ("net", n)) for h, n in pairs)
         self.g = hn
         self._hosts_of: dict[str, list[str]] = {}
+        self._sorted_by_net: dict[str, tuple[Port, ...]] = {}
 
     # -- basic relations ----------------------------------------------------------------------
     def ports_on(self, host: str) -> list[Port]:
@@ -119,8 +120,13 @@ class TopologyGraph:
             hosts = self._hosts_of[network] = sorted(h for _, h in self.g[("net", network)])
         return hosts
 
-    def ports_of(self, network: str) -> list[Port]:
-        return sorted(self._ports_by_net[network], key=lambda p: p.name)
+    def ports_of(self, network: str) -> tuple[Port, ...]:
+        """A network's ports by name (sorted once per graph: the compiler asks for each l2pop
+        network several times per host)."""
+        ports = self._sorted_by_net.get(network)
+        if ports is None:
+            ports = self._sorted_by_net[network] = tuple(sorted(self._ports_by_net[network], key=lambda p: p.name))
+        return ports
 
     def remote_hosts(self, host: str, network: str) -> list[str]:
         """Seed 004's head-end replication list: the other VTEPs that host this network."""

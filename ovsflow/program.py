@@ -39,6 +39,10 @@ class BridgeProgram:
     ports: tuple[PortConfig, ...]
     flows: tuple[Flow, ...]  # sorted by Flow.sort_key()
     groups: tuple[GroupEntry, ...] = ()
+    # The same flows as compiled: host-wide ones, then one tuple per network. An unchanged network
+    # gives back the identical tuple object on a recompile with a memo, so consumers (the live
+    # controller's encoder) can cache work per part. Not part of the value.
+    parts: tuple[tuple[Flow, ...], ...] = field(default=(), compare=False, repr=False)
 
     def port(self, name: str) -> PortConfig:
         for p in self.ports:
