@@ -501,6 +501,10 @@ def _oxm(field: int, size: int, value: int, mask: int | None) -> bytes:
             + value.to_bytes(size, "big") + mask.to_bytes(size, "big"))
 
 
+def _first(t: tuple) -> Any:
+    return t[0]
+
+
 class FastEncoder:
     """Serialized flow-mods (optionally inside bundle-adds) for one datapath's OpenFlow version."""
 
@@ -603,6 +607,54 @@ class FastEncoder:
         key = (bytes((flow.table,)) + _KEY_HEAD.pack(flow.priority, flow.idle_timeout, flow.hard_timeout)
                + _COOKIE.pack(flow.cookie) + b"".join(sorted(tlvs)) + inst)
         return tail, key
+
+    def encode_flows(self, flows: Iterable[Flow]) -> list[tuple[Flow, bytes, bytes]]:
+        """(canonical flow, ADD tail, key) for many flows: `add_tail_and_key` with the work shared
+        between flows. Compiled flows share action tuples (every l2pop unicast flow to one VTEP
+        has the same one) and match items (a network's VLAN), so each is encoded once per call;
+        memo keys are object ids, valid because `flows` keeps those objects alive meanwhile."""
+        flows = list(flows)
+        insts: dict[int, bytes] = {}
+        tlv_memo: dict[tuple, tuple[int, bytes]] = {}
+        out = []
+        body, head, cookie_s = _FLOW_MOD_BODY.pack, _KEY_HEAD.pack, _COOKIE.pack
+        for flow in flows:
+            if not _plainly_canonical(flow):
+                flow = canonical_flow(flow)
+            inst = insts.get(id(flow.actions))
+            if inst is None:
+                inst = insts[id(flow.actions)] = self.instructions(flow.actions)
+            tlvs = []
+            for item in flow.match:
+                t = tlv_memo.get(item)
+                if t is None:
+                    t = tlv_memo[item] = self._tlv(*item)
+                tlvs.append(t)
+            tlvs.sort(key=_first)
+            oxms = b"".join([t[1] for t in tlvs])
+            mlen = 4 + len(oxms)
+            tail = (body(flow.cookie, 0, flow.table, 0, flow.idle_timeout, flow.hard_timeout, flow.priority,
+                         _ANY, _ANY, _ANY, 0, 0)
+                    + (1).to_bytes(2, "big") + mlen.to_bytes(2, "big") + oxms + bytes(-mlen % 8) + inst)
+            key = (bytes((flow.table,)) + head(flow.priority, flow.idle_timeout, flow.hard_timeout)
+                   + cookie_s(flow.cookie) + b"".join(sorted([t[1] for t in tlvs])) + inst)
+            out.append((flow, tail, key))
+        return out
+
+    def _tlv(self, name: str, value: F.MatchValue) -> tuple[int, bytes]:
+        """(OXM field number, TLV) of one canonical match item."""
+        if name == "dl_vlan":
+            return (_VLAN_VID, _oxm(_VLAN_VID, 2, F.OFPVID_PRESENT | value, None))  # type: ignore[operator]
+        if name == "vlan_tci":
+            v, m = value  # type: ignore[misc]
+            return (_VLAN_VID, _oxm(_VLAN_VID, 2, v, None if m == 0x1FFF else m))
+        try:
+            field, size = _OXM_OFB[name]
+        except KeyError:
+            raise EncodeError(f"match field {name!r} has no OXM encoding here") from None
+        if isinstance(value, tuple):
+            return (field, _oxm(field, size, value[0], value[1]))
+        return (field, _oxm(field, size, value, None))
 
     def with_header(self, tail: bytes, xid: int) -> bytes:
         return _HEADER.pack(self.version, 14, 8 + len(tail), xid) + tail
