@@ -15,6 +15,7 @@ are the ones `ovs-ofctl` encodes, so a flow installed here dumps exactly like on
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from typing import Any, Iterable
 
@@ -57,7 +58,7 @@ IPV6_FIELDS = {"ipv6_src", "ipv6_dst", "nd_target"}
 SET_OXM: dict[str, str] = {
     "vlan_vid": "vlan_vid", "tun_id": "tunnel_id", "eth_src": "eth_src", "eth_dst": "eth_dst",
     "arp_op": "arp_op", "arp_sha": "arp_sha", "arp_tha": "arp_tha", "arp_spa": "arp_spa",
-    "arp_tpa": "arp_tpa", "ipv6_src": "ipv6_src", "ipv6_dst": "ipv6_dst",
+    "arp_tpa": "arp_tpa", "ipv6_src": "ipv6_src", "ipv6_dst": "ipv6_dst", "icmpv6_code": "icmpv6_code",
     "icmpv6_type": "icmpv6_type", "nd_tll": "ipv6_nd_tll", "nd_sll": "ipv6_nd_sll",
 }
 OXM_SET = {v: k for k, v in SET_OXM.items()}
@@ -275,6 +276,8 @@ def action(ofp: Any, parser: Any, a: F.Action) -> Any:
             value = F.format_mac(a.value)
         elif kind in ("ipv4", "ipv6"):
             value = str(ipaddress.ip_address(a.value))
+        if a.field not in SET_OXM:  # an OVS extension field Ryu has no codec for
+            return raw_action(parser, set_field_bytes(a.field, a.value))
         return parser.OFPActionSetField(**{SET_OXM[a.field]: value})
     if isinstance(a, F.Group):
         return parser.OFPActionGroup(a.group_id)
@@ -384,6 +387,11 @@ def decode_action(ofp: Any, a: Any) -> F.Action:
     if t == "OFPActionGroup":
         return F.Group(a.group_id)
     if t == "OFPActionSetField":
+        if a.key.startswith("field_"):  # a field Ryu has no codec for: field_<class << 7 | number>
+            num = int(a.key[6:])
+            name = _SET_NAME[(num >> 7, num & 0x7F)]
+            value = a.value  # Ryu gives unknown fields' bytes base64-encoded
+            return F.SetField(name, value if isinstance(value, int) else int.from_bytes(base64.b64decode(value), "big"))
         name = OXM_SET[a.key]
         return F.SetField(name, _int_value({"eth_src": "dl_src", "eth_dst": "dl_dst"}.get(name, name), a.value))
     if t == "NXActionRegMove":
@@ -476,8 +484,53 @@ _VLAN_VID = 6
 _SET_OFB: dict[str, tuple[int, int]] = {  # set_field name -> (OXM field number, value bytes)
     "vlan_vid": (6, 2), "tun_id": (38, 8), "eth_src": (4, 6), "eth_dst": (3, 6), "arp_op": (21, 2),
     "arp_spa": (22, 4), "arp_tpa": (23, 4), "arp_sha": (24, 6), "arp_tha": (25, 6), "ipv6_src": (26, 16),
-    "ipv6_dst": (27, 16), "icmpv6_type": (29, 1), "nd_sll": (32, 6), "nd_tll": (33, 6),
+    "ipv6_dst": (27, 16), "icmpv6_type": (29, 1), "icmpv6_code": (30, 1), "nd_sll": (32, 6), "nd_tll": (33, 6),
 }
+# OVS extension fields (class ERICOXM_OF, 0x1000, no experimenter id; OVS >= 2.11): the NA flags
+# word and the ND option type, which the IPv6 ND responder rewrites. Ryu 4.34 has no codec for them.
+_ERICOXM = 0x1000
+_SET_ERIC: dict[str, tuple[int, int]] = {"nd_reserved": (1, 4), "nd_options_type": (2, 1)}
+_SET_HEADER: dict[str, tuple[int, int, int]] = {
+    **{name: (0x8000, num, size) for name, (num, size) in _SET_OFB.items()},
+    **{name: (_ERICOXM, num, size) for name, (num, size) in _SET_ERIC.items()},
+}
+
+
+def set_field_bytes(name: str, value: int) -> bytes:
+    """An OpenFlow 1.2+ set_field action (type 25) for `name`, padded to 8 bytes."""
+    try:
+        cls, num, size = _SET_HEADER[name]
+    except KeyError:
+        raise EncodeError(f"set_field {name!r} has no OXM encoding here") from None
+    oxm = ((cls << 16) | (num << 9) | size).to_bytes(4, "big") + value.to_bytes(size, "big")
+    length = 4 + len(oxm)
+    return (25).to_bytes(2, "big") + (length + -length % 8).to_bytes(2, "big") + oxm + bytes(-length % 8)
+
+
+class RawAction:
+    """An action given as its wire bytes, for Ryu's serializers (they call serialize, read len).
+    Ryu insists on its own OFPAction type, so `raw_action` mixes this into the parser's class."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.len = data, len(data)
+        self.type = int.from_bytes(data[:2], "big")
+
+    def serialize(self, buf: bytearray, offset: int) -> None:
+        if len(buf) < offset + self.len:
+            buf += bytes(offset + self.len - len(buf))
+        buf[offset:offset + self.len] = self.data
+
+
+_RAW_ACTION_TYPES: dict[Any, type] = {}
+
+
+def raw_action(parser: Any, data: bytes) -> Any:
+    cls = _RAW_ACTION_TYPES.get(parser)
+    if cls is None:
+        cls = _RAW_ACTION_TYPES[parser] = type("RawAction", (RawAction, parser.OFPAction), {})
+    return cls(data)
+
+
 _OUTPUT = _struct.Struct("!HHIH6x")
 _GROUP = _struct.Struct("!HHI")
 _POP_VLAN = _struct.pack("!HH4x", 18, 8)
@@ -521,10 +574,7 @@ class FastEncoder:
         if t is F.Output:
             return _OUTPUT.pack(0, 16, a.port, 0)  # type: ignore[union-attr]
         if t is F.SetField:
-            field, size = _SET_OFB[a.field]  # type: ignore[union-attr]
-            oxm = ((0x8000 << 16) | (field << 9) | size).to_bytes(4, "big") + a.value.to_bytes(size, "big")  # type: ignore[union-attr]
-            length = 4 + len(oxm)
-            return (25).to_bytes(2, "big") + (length + -length % 8).to_bytes(2, "big") + oxm + bytes(-length % 8)
+            return set_field_bytes(a.field, a.value)  # type: ignore[union-attr]
         if t is F.PopVlan:
             return _POP_VLAN
         if t is F.Group:
@@ -683,7 +733,7 @@ class FastEncoder:
 # bytes: a program repeats the same few.
 
 _OFB_NAME = {num: name for name, (num, _) in _OXM_OFB.items()}
-_SET_NAME = {num: name for name, (num, _) in _SET_OFB.items()}
+_SET_NAME = {(cls, num): name for name, (cls, num, _) in _SET_HEADER.items()}
 _FULL_BYTES = {n: (1 << (8 * n)) - 1 for n in (1, 2, 4, 6, 8, 16)}
 _STATS_HEAD = _struct.Struct("!HBxIIHHH")
 
@@ -735,9 +785,9 @@ def _raw_action(ofp: Any, parser: Any, data: bytes, cache: dict[bytes, F.Action]
         a = F.PopVlan()
     elif t == 22:
         a = F.Group(int.from_bytes(data[4:8], "big"))
-    elif t == 25 and int.from_bytes(data[4:6], "big") == 0x8000 and not data[6] & 1 and (data[6] >> 1) in _SET_NAME:
+    elif t == 25 and not data[6] & 1 and (int.from_bytes(data[4:6], "big"), data[6] >> 1) in _SET_NAME:
         size = data[7]
-        a = F.SetField(_SET_NAME[data[6] >> 1], int.from_bytes(data[8:8 + size], "big"))
+        a = F.SetField(_SET_NAME[(int.from_bytes(data[4:6], "big"), data[6] >> 1)], int.from_bytes(data[8:8 + size], "big"))
     else:
         a = decode_action(ofp, parser.OFPAction.parser(data, 0))
     cache[data] = a

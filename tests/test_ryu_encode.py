@@ -27,7 +27,7 @@ from ovsflow.model import load_topology
 from ovsflow.program import COOKIE_STATIC
 
 DATA = Path(__file__).parent / "data"
-TOPOLOGIES = ["seed003-vxlan.yaml", "seed003-gre.yaml", "seed003-mixed.yaml"]
+TOPOLOGIES = ["seed003-vxlan.yaml", "seed003-gre.yaml", "seed003-mixed.yaml", "seed003-l2pop.yaml"]
 VERSIONS = {"of13": ofproto_v1_3.OFP_VERSION, "of14": ofproto_v1_4.OFP_VERSION}
 
 
