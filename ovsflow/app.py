@@ -40,7 +40,7 @@ from ryu.ofproto import ofproto_protocol, ofproto_v1_3, ofproto_v1_4  # noqa: E4
 
 from . import reconcile as RC  # noqa: E402
 from . import ryu_encode as R  # noqa: E402
-from .compiler import compile_host  # noqa: E402
+from .compiler import PieceMemo, compile_host  # noqa: E402
 from .graph import TopologyGraph  # noqa: E402
 from .flow import Flow, GroupEntry  # noqa: E402
 from .model import load_topology  # noqa: E402
@@ -69,6 +69,8 @@ class Target:
     keys: dict[bytes, Flow] = field(default_factory=dict, compare=False, repr=False)
     # id(flow) -> its ADD flow-mod without header, for flows of `flows` (kept alive by it)
     add_tails: dict[int, bytes] = field(default_factory=dict, compare=False, repr=False)
+    # the compiled parts it was encoded from (see EncodedParts)
+    parts: tuple = field(default=(), compare=False, repr=False)
 
     @property
     def label(self) -> str:
@@ -79,26 +81,58 @@ def topology_path() -> str | None:
     return getattr(cfg.CONF, "ovsflow_topology", None) or os.environ.get(ENV_TOPOLOGY) or None
 
 
-def bridge_target(host: str, b: Any, fast: "R.FastEncoder") -> Target:
-    """A compiled bridge in the form reconcile needs (canonical flows, wire keys, ADD bytes)."""
-    flows = tuple(R.canonical_flow(f) for f in b.flows)
+class EncodedParts:
+    """Encoded flows (canonical flow, ADD bytes, wire key) per compiled part, reused across reloads.
+
+    Keyed by the part object's id (program.BridgeProgram.parts): a network the edit did not touch
+    comes back from the compiler's memo as the same tuple, so it is not encoded again. Entries hold
+    their part, so an id cannot be reused while its entry lives; like compiler.PieceMemo, a new
+    generation takes from the previous one and keeps only what is used."""
+
+    def __init__(self, previous: "EncodedParts | None" = None) -> None:
+        self._previous = previous._parts if previous is not None else {}
+        self._parts: dict[int, tuple] = {}
+
+    def get(self, part: tuple, fast: "R.FastEncoder") -> list:
+        hit = self._parts.get(id(part)) or self._previous.get(id(part))
+        if hit is None or hit[0] is not part:
+            hit = (part, fast.encode_flows(part))
+        self._parts[id(part)] = hit
+        return hit[1]
+
+    def carry(self, parts: tuple) -> None:
+        for part in parts:
+            hit = self._previous.get(id(part))
+            if hit is not None and hit[0] is part:
+                self._parts[id(part)] = hit
+
+
+def bridge_target(host: str, b: Any, fast: "R.FastEncoder", cache: EncodedParts | None = None) -> Target:
+    """A compiled bridge in the form reconcile needs (canonical flows, wire keys, ADD bytes),
+    encoded part by part through `cache`."""
+    flows: list[Flow] = []
     keys: dict[bytes, Flow] = {}
     tails: dict[int, bytes] = {}
-    for f in flows:
-        tails[id(f)], k = fast.add_tail_and_key(f)
-        keys[k] = f
-    return Target(host, b.name, flows, tuple(R.canonical_group(g) for g in b.groups), keys, tails)
+    parts = b.parts or (b.flows,)
+    for part in parts:
+        for f, tail, k in (cache.get(part, fast) if cache is not None else fast.encode_flows(part)):
+            flows.append(f)
+            tails[id(f)] = tail
+            keys[k] = f
+    return Target(host, b.name, tuple(flows), tuple(R.canonical_group(g) for g in b.groups), keys, tails, parts)
 
 
 class Programs:
     """One loaded topology: which datapath is which host's bridge, and what it must hold.
 
     Loading validates the whole file but compiles nothing; a host is compiled (both bridges) the
-    first time one of its switches needs it, then cached. A controller serving many hosts thus
-    starts at once, and a switch waits only for its own host's program.
+    first time one of its switches needs it (or `warm` gets to it), then cached. Given the
+    topology loaded before (`previous`), a host whose inputs did not change (graph.fingerprint)
+    takes its old targets as they are, and a changed host is compiled through the previous
+    compile's network pieces and encodings: an edit costs the networks it touches, not the hosts.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, previous: "Programs | None" = None) -> None:
         self.topo = load_topology(path)
         self.graph = graph = TopologyGraph(self.topo)
         self._fingerprints: dict[str, tuple] = {}
@@ -111,6 +145,8 @@ class Programs:
                 self.where[dpid] = (host, role)
         self._targets: dict[int, Target] = {}
         self._fast = R.FastEncoder(ofproto_protocol.ProtocolDesc(ofproto_v1_4.OFP_VERSION))
+        self.memo = PieceMemo(previous.memo if previous else None)
+        self.encoded = EncodedParts(previous.encoded if previous else None)
 
     def label(self, dpid: int) -> str:
         host, role = self.where[dpid]
@@ -124,6 +160,10 @@ class Programs:
             self._fingerprints[host] = self.graph.fingerprint(host)
         return self._fingerprints[host]
 
+    def hosts_to_warm(self) -> list[str]:
+        return [h for h in sorted(self.topo.hosts) if any(
+            dpid not in self._targets for dpid in self.graph.datapath_ids(h))]
+
     def target(self, dpid: int, previous: "Programs | None" = None) -> Target | None:
         """What switch `dpid` must hold; None if unknown. Compiled on first need, unless
         `previous` (the topology loaded before) had the same inputs for this host
@@ -131,17 +171,21 @@ class Programs:
         if dpid not in self.where:
             return None
         if dpid not in self._targets:
-            host = self.where[dpid][0]
-            if previous is not None and host in previous.topo.hosts and dpid in previous._targets \
-                    and previous.fingerprint(host) == self.fingerprint(host):
-                for other, (h, _) in previous.where.items():
-                    if h == host and other in previous._targets:
-                        self._targets[other] = previous._targets[other]
-            if dpid not in self._targets:
-                program = compile_host(self.topo, host, graph=self.graph)
-                for b in program.bridges:
-                    self._targets[b.datapath_id] = bridge_target(host, b, self._fast)
+            self.compile(self.where[dpid][0], previous)
         return self._targets[dpid]
+
+    def compile(self, host: str, previous: "Programs | None" = None) -> None:
+        if previous is not None and host in previous.topo.hosts \
+                and all(d in previous._targets for d in self.graph.datapath_ids(host)) \
+                and previous.fingerprint(host) == self.fingerprint(host):
+            self.memo.carry(host)
+            for d in self.graph.datapath_ids(host):
+                self._targets[d] = previous._targets[d]
+                self.encoded.carry(self._targets[d].parts)
+            return
+        program = compile_host(self.topo, host, graph=self.graph, memo=self.memo)
+        for b in program.bridges:
+            self._targets[b.datapath_id] = bridge_target(host, b, self._fast, self.encoded)
 
 
 def one_line(exc: BaseException) -> str:
@@ -170,6 +214,10 @@ class OvsflowApp(app_manager.RyuApp):
         self.waiters: dict[tuple[int, int], _Waiter] = {}
         self.async_errors: dict[int, list[str]] = {}
         self.bundle_ids = itertools.count(1)
+        # dpid -> (connection, target) the switch confirmed last (bundle + barrier, no error):
+        # updates on that same connection are sent as the difference from it, without reading back
+        self.synced: dict[int, tuple[Any, Target]] = {}
+        self._warm_wakeup = hub.Event()
         self._stamp: tuple | None = None
         self._hup = False
         if self.path is None:
@@ -187,7 +235,38 @@ class OvsflowApp(app_manager.RyuApp):
         interval = getattr(cfg.CONF, "ovsflow_poll_interval", 0.05) or 0
         if self.path is not None:
             self.threads.append(hub.spawn(self._watch, max(interval, 0.0)))
+            self.threads.append(hub.spawn(self._warm))
+            audit = getattr(cfg.CONF, "ovsflow_audit_interval", 0.0) or 0
+            if audit > 0:
+                self.threads.append(hub.spawn(self._audit, audit))
         return thread
+
+    def _warm(self) -> None:
+        """Compile, host by host, what no switch has asked for yet, so a switch that connects
+        later (after a controller restart OVS reconnects in 1-8 s) finds its program ready. One host
+        at a time, yielding in between: a switch that connects meanwhile has its host compiled on
+        demand, so it waits for at most the host being warmed."""
+        while True:
+            self._warm_wakeup.wait()
+            self._warm_wakeup.clear()
+            programs = self.programs
+            t0, n = time.monotonic(), 0
+            for host in programs.hosts_to_warm() if programs is not None else ():
+                hub.sleep(0)
+                if self.programs is not programs:
+                    break  # reloaded meanwhile: start over with the new topology
+                if any(d not in programs._targets for d in programs.graph.datapath_ids(host)):
+                    programs.compile(host)
+                    n += 1
+            if n:
+                LOG.info("ovsflow: compiled %d hosts ahead of their switches in %.1f ms", n, (time.monotonic() - t0) * 1000)
+
+    def _audit(self, interval: float) -> None:
+        """Read every connected switch back now and then, repairing what changed behind our back."""
+        while True:
+            hub.sleep(interval)
+            for dpid, dp in sorted(self.datapaths.items()):
+                self._reconcile_safe(dp, "audit")
 
     # --- topology -------------------------------------------------------------------------------
     def _file_stamp(self) -> tuple | None:
@@ -220,12 +299,13 @@ class OvsflowApp(app_manager.RyuApp):
         """Load the topology; on success push it to the connected switches whose program changed."""
         t0 = time.monotonic()
         self._stamp = self._file_stamp()
+        old = self.programs
         try:
-            new = Programs(self.path)  # type: ignore[arg-type]
+            new = Programs(self.path, old)  # type: ignore[arg-type]
             changed = []
             for dpid in sorted(self.datapaths):
-                old_target = self.programs.cached(dpid) if self.programs else None
-                new_target = new.target(dpid, self.programs)  # only hosts whose inputs changed compile
+                old_target = old.cached(dpid) if old else None
+                new_target = new.target(dpid, old)  # only hosts whose inputs changed compile
                 if new_target != old_target:
                     changed.append(dpid)
         except Exception as exc:  # noqa: BLE001 - any failure keeps the running program
@@ -238,6 +318,7 @@ class OvsflowApp(app_manager.RyuApp):
                  len(self.datapaths), (time.monotonic() - t0) * 1000, len(changed))
         for dpid in changed:
             hub.spawn(self._reconcile_safe, self.datapaths[dpid], why)
+        self._warm_wakeup.set()
         return True
 
     # --- switches --------------------------------------------------------------------------------
@@ -255,6 +336,7 @@ class OvsflowApp(app_manager.RyuApp):
             hub.spawn(self._reconcile_safe, dp, "connect")
         elif self.datapaths.get(dp.id) is dp:
             del self.datapaths[dp.id]
+            self.synced.pop(dp.id, None)
             LOG.info("ovsflow: switch %016x disconnected", dp.id)
             for (dpid, _), w in list(self.waiters.items()):
                 if dpid == dp.id:
@@ -310,6 +392,9 @@ class OvsflowApp(app_manager.RyuApp):
             LOG.error("ovsflow: switch %016x: reconcile (%s) failed: %s", dp.id, why, one_line(exc))
 
     def reconcile(self, dp: Any, why: str) -> RC.Plan | None:
+        """Make switch `dp` hold its target. If this connection last confirmed an earlier target,
+        send the difference between the two (an update: nothing to read); otherwise (connect,
+        audit, an earlier failure) read the switch's flows and groups back and diff against them."""
         lock = self.locks.setdefault(dp.id, hub.BoundedSemaphore(1))
         with lock:
             tc = time.monotonic()
@@ -317,46 +402,68 @@ class OvsflowApp(app_manager.RyuApp):
             if target is None:
                 LOG.warning("ovsflow: switch %016x is not in the topology: left untouched", dp.id)
                 return None
-            ofp, parser = dp.ofproto, dp.ofproto_parser
             t0 = time.monotonic()
-            stats = self._request(dp, parser.OFPFlowStatsRequest(
-                dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, COOKIE_BASE, COOKIE_MASK))
-            gdesc = self._request(dp, parser.OFPGroupDescStatsRequest(dp, 0))
-            t1 = time.monotonic()
-            # Entries whose bytes are exactly a desired flow's are unchanged; learned flows are
-            # counted, never decoded; only the rest is decoded and diffed field by field.
-            matched: set[bytes] = set()
-            learned = 0
-            rest = []
-            for e in stats:
-                if isinstance(e, R.LazyFlowStats):
-                    cookie, k = R.raw_entry_key(e.buf, e.offset)
-                    if cookie == COOKIE_LEARNED:
-                        learned += 1
-                        continue
-                    if k in target.keys and k not in matched:
-                        matched.add(k)
-                        continue
-                rest.append(e)
-            try:
-                actual = R.flows_from_stats(ofp, parser, rest)
-            except (R.EncodeError, KeyError) as exc:
-                # An ovsflow-cookie flow we cannot read: someone wrote it by hand. Refuse rather
-                # than guess: the switch keeps what it has and the operator learns why.
-                raise RuntimeError(f"cannot read the switch's ovsflow flows: {exc}") from exc
-            desired = [f for k, f in target.keys.items() if k not in matched] if matched else target.flows
-            groups = [R.group_from_desc(ofp, g) for g in gdesc]
-            plan = RC.plan(desired, actual, target.groups, groups)
-            plan = replace(plan, unchanged=plan.unchanged + len(matched), kept_learned=plan.kept_learned + learned)
+            confirmed = self.synced.pop(dp.id, None)
+            if confirmed is not None and confirmed[0] is dp and why != "audit":
+                plan, how = self._delta(confirmed[1], target), "against the program this switch confirmed"
+                n_read = n_decoded = 0
+                t1 = t0
+            else:
+                plan, n_read, n_decoded, t1 = self._read_and_diff(dp, target)
+                how = "against the switch's flows"
             t2 = time.monotonic()
             if not plan.empty:
                 self._apply(dp, plan, target)
             t3 = time.monotonic()
-            LOG.info("ovsflow: switch %016x (%s) %s: %s %s flows=%d; program %.1f ms, read %.1f ms (%d entries, %d decoded), diff %.1f ms, "
-                     "bundle %.1f ms, total %.1f ms", dp.id, target.label, why,
+            if self.datapaths.get(dp.id) is dp:
+                self.synced[dp.id] = (dp, target)
+            LOG.info("ovsflow: switch %016x (%s) %s: %s %s flows=%d; program %.1f ms, read %.1f ms (%d entries, %d decoded), "
+                     "diff %.1f ms, bundle %.1f ms, total %.1f ms; diffed %s", dp.id, target.label, why,
                      "in sync," if plan.empty else "updated,", plan.summary(), len(target.flows),
-                     (t0 - tc) * 1000, (t1 - t0) * 1000, len(stats), len(rest), (t2 - t1) * 1000, (t3 - t2) * 1000, (t3 - tc) * 1000)
+                     (t0 - tc) * 1000, (t1 - t0) * 1000, n_read, n_decoded, (t2 - t1) * 1000, (t3 - t2) * 1000,
+                     (t3 - tc) * 1000, how)
             return plan
+
+    @staticmethod
+    def _delta(old: Target, new: Target) -> RC.Plan:
+        """The plan that turns `old` (what the switch confirmed) into `new`, by wire keys."""
+        added = [f for k, f in new.keys.items() if k not in old.keys]
+        removed = [f for k, f in old.keys.items() if k not in new.keys]
+        plan = RC.plan(added, removed, new.groups, old.groups)
+        return replace(plan, unchanged=len(new.keys) - len(added))
+
+    def _read_and_diff(self, dp: Any, target: Target) -> tuple[RC.Plan, int, int, float]:
+        ofp, parser = dp.ofproto, dp.ofproto_parser
+        stats = self._request(dp, parser.OFPFlowStatsRequest(
+            dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, COOKIE_BASE, COOKIE_MASK))
+        gdesc = self._request(dp, parser.OFPGroupDescStatsRequest(dp, 0))
+        t_read = time.monotonic()
+        # Entries whose bytes are exactly a desired flow's are unchanged; learned flows are
+        # counted, never decoded; only the rest is decoded and diffed field by field.
+        matched: set[bytes] = set()
+        learned = 0
+        rest = []
+        for e in stats:
+            if isinstance(e, R.LazyFlowStats):
+                cookie, k = R.raw_entry_key(e.buf, e.offset)
+                if cookie == COOKIE_LEARNED:
+                    learned += 1
+                    continue
+                if k in target.keys and k not in matched:
+                    matched.add(k)
+                    continue
+            rest.append(e)
+        try:
+            actual = R.flows_from_stats(ofp, parser, rest)
+        except (R.EncodeError, KeyError) as exc:
+            # An ovsflow-cookie flow we cannot read: someone wrote it by hand. Refuse rather
+            # than guess: the switch keeps what it has and the operator learns why.
+            raise RuntimeError(f"cannot read the switch's ovsflow flows: {exc}") from exc
+        desired = [f for k, f in target.keys.items() if k not in matched] if matched else target.flows
+        groups = [R.group_from_desc(ofp, g) for g in gdesc]
+        plan = RC.plan(desired, actual, target.groups, groups)
+        plan = replace(plan, unchanged=plan.unchanged + len(matched), kept_learned=plan.kept_learned + learned)
+        return plan, len(stats), len(rest), t_read
 
     def _apply(self, dp: Any, plan: RC.Plan, target: Target) -> None:
         """Send the plan as one bundle, then a barrier; raise if the switch rejected it."""

@@ -48,6 +48,10 @@ def _opts() -> list:
         cfg.FloatOpt("ovsflow-poll-interval", default=0.05,
                      help="seconds between checks of the topology file for changes and for SIGHUP; a "
                           "changed file is loaded once it has been still for one interval (0: never)"),
+        cfg.FloatOpt("ovsflow-audit-interval", default=0.0,
+                     help="seconds between full read-back checks of every connected switch (0: never). "
+                          "Updates are sent as the difference from the program the switch last "
+                          "confirmed; an audit also repairs flows changed behind ovsflow's back"),
     ]
 
 

@@ -33,8 +33,9 @@ DATA = Path(__file__).parent / "data"
 def controller_factory(tmp_path: Path):
     made: list[RyuManager] = []
 
-    def make(port: int, topology: Path | None, netns: str | None = None, env: dict[str, str] | None = None) -> RyuManager:
-        c = RyuManager(tmp_path / "ryu.log", topology, port=port, netns=netns, env=env)
+    def make(port: int, topology: Path | None, netns: str | None = None, env: dict[str, str] | None = None,
+             args: tuple[str, ...] = ()) -> RyuManager:
+        c = RyuManager(tmp_path / "ryu.log", topology, port=port, netns=netns, env=env, args=args)
         made.append(c)
         return c
 
@@ -192,8 +193,10 @@ def test_live_reload_file_change_invalid_edit_and_sighup(ovs, controller_factory
         "  red1:", '  blue4: {host: hv1, network: blue, mac: "02:00:00:00:00:04", ip: 198.51.100.4}\n  red1:')
     t0 = time.monotonic()
     topo_file.write_text(added)
-    (m,) = c.wait_for(rf"switch {int_dpid} \(hv1/br-int\) file change: updated, added=(\d+) modified=(\d+) deleted=0 ")
+    (m,) = c.wait_for(rf"switch {int_dpid} \(hv1/br-int\) file change: updated, added=(\d+) modified=(\d+) deleted=0 .*")
     assert int(m.group(1)) + int(m.group(2)) > 0
+    # sent as the difference from what the switch confirmed on this connection: nothing read back
+    assert "read 0.0 ms (0 entries, 0 decoded)" in m.group(0) and "against the program this switch confirmed" in m.group(0)
     assert time.monotonic() - t0 < 5
     new_program = compile_host(load_topology(topo_file), "hv1")
     assert_equals_render(ovs, new_program, tmp_path)
@@ -210,6 +213,31 @@ def test_live_reload_file_change_invalid_edit_and_sighup(ovs, controller_factory
     c.proc.send_signal(signal.SIGHUP)
     c.wait_for(rf"switch {int_dpid} \(hv1/br-int\) (SIGHUP|file change): updated, added=0 modified=\d+ deleted=\d+ ")
     c.wait_for(r"ovsflow: topology \S+ loaded \(SIGHUP\)")  # the signal itself triggers a reload
+    assert_equals_render(ovs, program, tmp_path)
+
+
+@pytest.mark.ovs
+def test_audit_repairs_what_changed_behind_its_back_and_hosts_are_compiled_ahead(ovs, controller_factory, tmp_path: Path) -> None:
+    """Updates trust what the switch confirmed; an audit (--ovsflow-audit-interval) reads every
+    switch back and repairs flows someone deleted or added with ovsflow's cookie. Hosts whose
+    switches have not connected are compiled ahead, in the background."""
+    topo_file = DATA / "seed003-l2pop.yaml"
+    program = compile_host(load_topology(topo_file), "hv1")
+    port = free_port()
+    make_bridges(ovs, program, port)
+    c = controller_factory(port, topo_file, netns=ovs.netns, args=("--ovsflow-audit-interval", "0.5")).start()
+    for b in program.bridges:
+        c.wait_for(rf"\(hv1/{b.name}\) connect: updated, added={len(b.flows)} ")
+    (m,) = c.wait_for(r"compiled (\d+) hosts ahead of their switches")
+    assert int(m.group(1)) >= 2  # hv2 and hv3 never connect here: only the warm-up compiles them
+    c.wait_for(r"\(hv1/br-tun\) audit: in sync, added=0 modified=0 deleted=0 ")
+    tun = program.bridge("tun")
+    victim = next(f for f in tun.flows if f.table == 21 and f.actions)  # an ARP responder entry
+    mark = c.mark()
+    ovs.ofctl("--strict", "del-flows", ovs.mgmt(tun.name), f"table=21,priority={victim.priority},{victim.match_text()}")
+    ovs.ofctl("add-flow", ovs.mgmt(tun.name), f"cookie={COOKIE_STATIC:#x},table=22,priority=1,dl_vlan=999 actions=drop")
+    (m,) = c.wait_for(r"\(hv1/br-tun\) audit: updated, added=1 modified=0 deleted=1 .*", since=mark)
+    assert "against the switch's flows" in m.group(0)
     assert_equals_render(ovs, program, tmp_path)
 
 

@@ -51,8 +51,10 @@ class RyuManager:
     """One `ryu-manager ovsflow.app` (inside `netns` if given) listening on host:port."""
 
     def __init__(self, log: Path, topology: Path | None, *, port: int, host: str = "127.0.0.1",
-                 netns: str | None = None, env: dict[str, str] | None = None, stamped: bool = False) -> None:
+                 netns: str | None = None, env: dict[str, str] | None = None, stamped: bool = False,
+                 args: tuple[str, ...] = ()) -> None:
         self.log, self.topology, self.port, self.host, self.netns = Path(log), topology, port, host, netns
+        self.args = tuple(args)  # more ryu-manager options, e.g. ("--ovsflow-audit-interval", "1")
         self.env = dict(os.environ, **(env or {}))
         self.stamped = stamped
         self.out = self.log.with_suffix(".out") if stamped else self.log  # stdout/stderr
@@ -64,6 +66,7 @@ class RyuManager:
         cmd = [str(RYU_MANAGER), "ovsflow.app", "--ofp-listen-host", self.host, "--ofp-tcp-listen-port", str(self.port)]
         if self.topology is not None:
             cmd += ["--ovsflow-topology", str(self.topology)]
+        cmd += self.args
         if self.stamped:
             conf = self.log.with_suffix(".logconf")
             conf.write_text(LOG_CONFIG.format(path=str(self.log)))
