@@ -10,8 +10,17 @@ knows (by datapath id: BridgeProgram.datapath_id) equal to that program:
   and keep their flows while it is away;
 - on SIGHUP or when the topology file changes it reloads: an invalid file is rejected with one
   log line and the running program stays; a valid one is pushed, concurrently, to the connected
-  switches whose program changed (the others get nothing);
-- it never touches flows without the ovsflow cookie, and keeps the flows learn() added.
+  switches whose program changed (the others get nothing). Only the networks the edit touched are
+  compiled and encoded again, and a switch that confirmed its previous program on this
+  connection gets the difference between the two programs without being read back;
+- a VM that moved to another host is forgotten by learn() on the switches of its network (its
+  learned entries are deleted in the same bundle), so traffic to it floods instead of going to
+  the old VTEP until it is learned again;
+- hosts no switch has asked for yet are compiled in the background, one at a time, so switches
+  that reconnect after a controller restart find their program ready;
+- with --ovsflow-audit-interval it reads every switch back now and then and repairs drift;
+- it never touches flows without the ovsflow cookie, and keeps the flows learn() added (except
+  those of a moved VM, as above).
 
 The topology comes from `--ovsflow-topology` (or `ovsflow_topology` in a `--config-file`), else the
 environment variable OVSFLOW_TOPOLOGY. Logs say, per switch, what happened and how long it took.
@@ -40,7 +49,7 @@ from ryu.ofproto import ofproto_protocol, ofproto_v1_3, ofproto_v1_4  # noqa: E4
 
 from . import reconcile as RC  # noqa: E402
 from . import ryu_encode as R  # noqa: E402
-from .compiler import PieceMemo, compile_host  # noqa: E402
+from .compiler import LEARN_TABLE, HostCompiler, PieceMemo, compile_host  # noqa: E402
 from .graph import TopologyGraph  # noqa: E402
 from .flow import Flow, GroupEntry  # noqa: E402
 from .model import load_topology  # noqa: E402
@@ -218,6 +227,7 @@ class OvsflowApp(app_manager.RyuApp):
         # updates on that same connection are sent as the difference from it, without reading back
         self.synced: dict[int, tuple[Any, Target]] = {}
         self._warm_wakeup = hub.Event()
+        self._busy = 0  # reconciles in progress: background compiling waits for them
         self._stamp: tuple | None = None
         self._hup = False
         if self.path is None:
@@ -242,24 +252,40 @@ class OvsflowApp(app_manager.RyuApp):
         return thread
 
     def _warm(self) -> None:
-        """Compile, host by host, what no switch has asked for yet, so a switch that connects
-        later (after a controller restart OVS reconnects in 1-8 s) finds its program ready. One host
-        at a time, yielding in between: a switch that connects meanwhile has its host compiled on
-        demand, so it waits for at most the host being warmed."""
+        """Compile what no switch has asked for yet, so a switch that connects later (after a
+        controller restart OVS reconnects in 1-8 s) finds its program ready. Idle work: one
+        network piece at a time (then its encoding), and only while no switch is being served;
+        a switch whose host is not ready is compiled on demand, reusing the pieces done so far."""
         while True:
             self._warm_wakeup.wait()
             self._warm_wakeup.clear()
             programs = self.programs
             t0, n = time.monotonic(), 0
             for host in programs.hosts_to_warm() if programs is not None else ():
-                hub.sleep(0)
-                if self.programs is not programs:
+                if not self._idle(programs):
                     break  # reloaded meanwhile: start over with the new topology
+                if all(d in programs._targets for d in programs.graph.datapath_ids(host)):
+                    continue  # a switch asked for it meanwhile
+                for piece in HostCompiler(programs.graph, host, programs.memo).iter_pieces():
+                    for part in (piece.tun, piece.int):
+                        if not self._idle(programs):
+                            break
+                        programs.encoded.get(part, programs._fast)
+                if not self._idle(programs):
+                    break
                 if any(d not in programs._targets for d in programs.graph.datapath_ids(host)):
-                    programs.compile(host)
+                    programs.compile(host)  # from the memo and encodings just made: assembly only
                     n += 1
             if n:
                 LOG.info("ovsflow: compiled %d hosts ahead of their switches in %.1f ms", n, (time.monotonic() - t0) * 1000)
+
+    def _idle(self, programs: "Programs") -> bool:
+        """Yield to everything else, then wait while a switch is being served. False if the
+        topology was reloaded meanwhile (the work in hand is for an old one)."""
+        hub.sleep(0)
+        while self._busy:
+            hub.sleep(0.005)
+        return self.programs is programs
 
     def _audit(self, interval: float) -> None:
         """Read every connected switch back now and then, repairing what changed behind our back."""
@@ -316,10 +342,26 @@ class OvsflowApp(app_manager.RyuApp):
         LOG.info("ovsflow: topology %s loaded (%s): %d hosts, %d bridges; %d connected switches "
                  "compiled in %.1f ms, %d to update", self.path, why, len(new.topo.hosts), len(new.where),
                  len(self.datapaths), (time.monotonic() - t0) * 1000, len(changed))
-        for dpid in changed:
-            hub.spawn(self._reconcile_safe, self.datapaths[dpid], why)
+        forget = self._forget(old, new) if old is not None else {}
+        for dpid in sorted(set(changed) | set(forget)):
+            hub.spawn(self._reconcile_safe, self.datapaths[dpid], why, tuple(sorted(forget.get(dpid, ()))))
         self._warm_wakeup.set()
         return True
+
+    def _forget(self, old: Programs, new: Programs) -> dict[int, set[tuple[int, int]]]:
+        """Per connected br-tun: (local VLAN, MAC) of every VM that moved to another host in a
+        network this host is on. learn() there remembers the old VTEP, and OVS may re-apply that
+        from traffic it saw before the move for up to a revalidation cycle (0.5 s); deleting the
+        learned entry with the update makes frames to the VM flood (and reach it) until they are
+        learned afresh, instead of going to the old VTEP."""
+        out: dict[int, set[tuple[int, int]]] = {}
+        for net, macs in RC.moved_macs(old.topo, new.topo).items():
+            for host in new.graph.hosts_of(net):
+                dpid = new.graph.datapath_ids(host)[1]
+                if dpid in self.datapaths:
+                    vlan = new.graph.local_vlans(host)[net]
+                    out.setdefault(dpid, set()).update((vlan, mac) for mac in macs)
+        return out
 
     # --- switches --------------------------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
@@ -385,44 +427,53 @@ class OvsflowApp(app_manager.RyuApp):
             self.waiters.pop((dp.id, msg.xid), None)
 
     # --- reconcile -------------------------------------------------------------------------------
-    def _reconcile_safe(self, dp: Any, why: str) -> None:
+    def _reconcile_safe(self, dp: Any, why: str, forget: tuple[tuple[int, int], ...] = ()) -> None:
         try:
-            self.reconcile(dp, why)
+            self.reconcile(dp, why, forget)
         except Exception as exc:  # noqa: BLE001 - one switch's failure must not stop the others
             LOG.error("ovsflow: switch %016x: reconcile (%s) failed: %s", dp.id, why, one_line(exc))
 
-    def reconcile(self, dp: Any, why: str) -> RC.Plan | None:
+    def reconcile(self, dp: Any, why: str, forget: tuple[tuple[int, int], ...] = ()) -> RC.Plan | None:
         """Make switch `dp` hold its target. If this connection last confirmed an earlier target,
         send the difference between the two (an update: nothing to read); otherwise (connect,
         audit, an earlier failure) read the switch's flows and groups back and diff against them."""
         lock = self.locks.setdefault(dp.id, hub.BoundedSemaphore(1))
-        with lock:
-            tc = time.monotonic()
-            target = self.programs.target(dp.id) if self.programs is not None else None
-            if target is None:
-                LOG.warning("ovsflow: switch %016x is not in the topology: left untouched", dp.id)
-                return None
-            t0 = time.monotonic()
-            confirmed = self.synced.pop(dp.id, None)
-            if confirmed is not None and confirmed[0] is dp and why != "audit":
-                plan, how = self._delta(confirmed[1], target), "against the program this switch confirmed"
-                n_read = n_decoded = 0
-                t1 = t0
-            else:
-                plan, n_read, n_decoded, t1 = self._read_and_diff(dp, target)
-                how = "against the switch's flows"
-            t2 = time.monotonic()
-            if not plan.empty:
-                self._apply(dp, plan, target)
-            t3 = time.monotonic()
-            if self.datapaths.get(dp.id) is dp:
-                self.synced[dp.id] = (dp, target)
-            LOG.info("ovsflow: switch %016x (%s) %s: %s %s flows=%d; program %.1f ms, read %.1f ms (%d entries, %d decoded), "
-                     "diff %.1f ms, bundle %.1f ms, total %.1f ms; diffed %s", dp.id, target.label, why,
-                     "in sync," if plan.empty else "updated,", plan.summary(), len(target.flows),
-                     (t0 - tc) * 1000, (t1 - t0) * 1000, n_read, n_decoded, (t2 - t1) * 1000, (t3 - t2) * 1000,
-                     (t3 - tc) * 1000, how)
-            return plan
+        self._busy += 1
+        try:
+            with lock:
+                return self._reconcile_locked(dp, why, forget)
+        finally:
+            self._busy -= 1
+
+    def _reconcile_locked(self, dp: Any, why: str, forget: tuple[tuple[int, int], ...]) -> RC.Plan | None:
+        tc = time.monotonic()
+        target = self.programs.target(dp.id) if self.programs is not None else None
+        if target is None:
+            LOG.warning("ovsflow: switch %016x is not in the topology: left untouched", dp.id)
+            return None
+        t0 = time.monotonic()
+        confirmed = self.synced.pop(dp.id, None)
+        if confirmed is not None and confirmed[0] is dp and why != "audit":
+            plan, how = self._delta(confirmed[1], target), "against the program this switch confirmed"
+            n_read = n_decoded = 0
+            t1 = t0
+        else:
+            plan, n_read, n_decoded, t1 = self._read_and_diff(dp, target)
+            how = "against the switch's flows"
+        if forget:
+            plan = replace(plan, forget=forget)
+        t2 = time.monotonic()
+        if not plan.empty:
+            self._apply(dp, plan, target)
+        t3 = time.monotonic()
+        if self.datapaths.get(dp.id) is dp:
+            self.synced[dp.id] = (dp, target)
+        LOG.info("ovsflow: switch %016x (%s) %s: %s %s flows=%d; program %.1f ms, read %.1f ms (%d entries, %d decoded), "
+                 "diff %.1f ms, bundle %.1f ms, total %.1f ms; diffed %s", dp.id, target.label, why,
+                 "in sync," if plan.empty else "updated,", plan.summary(), len(target.flows),
+                 (t0 - tc) * 1000, (t1 - t0) * 1000, n_read, n_decoded, (t2 - t1) * 1000, (t3 - t2) * 1000,
+                 (t3 - tc) * 1000, how)
+        return plan
 
     @staticmethod
     def _delta(old: Target, new: Target) -> RC.Plan:
@@ -490,7 +541,11 @@ class OvsflowApp(app_manager.RyuApp):
                  bundle_id, len(changes))
         put_msg(R.bundle_ctrl(dp, bundle_id, "open"))
         for kind, command, item in changes:
-            if kind == "flow":
+            if kind == "learned":
+                vlan, mac = item  # type: ignore[misc]
+                dp.xid = xid = (dp.xid + 1) & dp.ofproto.MAX_XID
+                put(fast.bundle_add(bundle_id, fast.with_header(fast.forget_tail(LEARN_TABLE, COOKIE_LEARNED, vlan, mac), xid), xid))
+            elif kind == "flow":
                 dp.xid = xid = (dp.xid + 1) & dp.ofproto.MAX_XID  # what Datapath.set_xid does
                 tail = tails.get(id(item)) if command == "add" else None
                 if tail is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 from operator import eq, itemgetter
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from . import flow as F
 from .flow import Flow
@@ -37,7 +37,9 @@ NA_FROM_NS = (F.SetField("icmpv6_type", ND_ADVERT), F.SetField("icmpv6_code", 0)
               F.SetField("nd_reserved", NA_FLAGS_SOLICITED_OVERRIDE), F.SetField("nd_options_type", 2), F.GotoTable(23))
 BACK = F.Output(F.IN_PORT)
 
-# Priorities in br-tun table 20: pre-populated (l2pop) entries win over learned ones.
+# br-tun table 20 holds where remote MACs are: learned ones (learn() in table 10 writes them) and,
+# above them, pre-populated (l2pop) ones.
+LEARN_TABLE = 20
 PRIO_L2POP = 2
 PRIO_LEARNED = 1
 
@@ -174,7 +176,7 @@ class HostCompiler:
         default = max(groups, key=lambda k: (len(groups[k]), k))
         for timeouts, nets in sorted(groups.items()):
             learn = F.Learn(
-                table=20, priority=PRIO_LEARNED, cookie=COOKIE_LEARNED,
+                table=LEARN_TABLE, priority=PRIO_LEARNED, cookie=COOKIE_LEARNED,
                 hard_timeout=timeouts[0], idle_timeout=timeouts[1],
                 specs=(
                     F.LearnSpec("match", "vlan_tci", None, 12),
@@ -320,11 +322,17 @@ class HostCompiler:
         return NetworkPiece(tun, int_, group, tun_keys, int_keys)
 
     def pieces(self) -> list[NetworkPiece]:
+        return list(self.iter_pieces())
+
+    def iter_pieces(self) -> Iterator[NetworkPiece]:
+        """The network pieces one at a time (through the memo, if any): a caller that must stay
+        responsive (the live controller warming hosts up) can pause between them."""
         if self.memo is None:
-            return [self.network_piece(net) for net in self.networks]
+            yield from (self.network_piece(net) for net in self.networks)
+            return
         host = self.host.name
-        return [self.memo.piece(host, self.piece_key(net), lambda net=net: self.network_piece(net))  # type: ignore[misc]
-                for net in self.networks]
+        for net in self.networks:
+            yield self.memo.piece(host, self.piece_key(net), lambda net=net: self.network_piece(net))  # type: ignore[misc]
 
     def compile(self, datapath_type: str | None = None) -> HostProgram:
         pieces = self.pieces()

@@ -17,10 +17,13 @@ range (program.GROUP_ID_BASE/GROUP_ID_MASK). `owns_group` overrides it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from . import program
 from .flow import Flow, GroupEntry
+
+if TYPE_CHECKING:
+    from .model import Topology
 
 FlowKey = tuple  # (table, priority, match)
 
@@ -59,11 +62,14 @@ class Plan:
     kept_learned: int = 0
     unchanged: int = 0
     notes: tuple[str, ...] = field(default=())
+    # (local VLAN, MAC) whose learned entries (COOKIE_LEARNED) are to be deleted: the MAC moved
+    # to another VTEP, so what learn() remembered about it is wrong (see Forget)
+    forget: tuple[tuple[int, int], ...] = ()
 
     @property
     def empty(self) -> bool:
         return not (self.flow_adds or self.flow_modifies or self.flow_replaces or self.flow_deletes
-                    or self.group_adds or self.group_modifies or self.group_deletes)
+                    or self.group_adds or self.group_modifies or self.group_deletes or self.forget)
 
     @property
     def n_flow_mods(self) -> int:
@@ -77,7 +83,8 @@ class Plan:
         return (f"added={len(self.flow_adds)} modified={len(self.flow_modifies) + len(self.flow_replaces)} "
                 f"deleted={len(self.flow_deletes)} groups(+{len(self.group_adds)} "
                 f"~{len(self.group_modifies)} -{len(self.group_deletes)}) "
-                f"unchanged={self.unchanged} learned_kept={self.kept_learned}")
+                f"unchanged={self.unchanged} learned_kept={self.kept_learned}"
+                + (f" forgot={len(self.forget)}" if self.forget else ""))
 
 
 def plan(
@@ -144,10 +151,23 @@ def plan(
     )
 
 
-def ordered_changes(p: Plan) -> list[tuple[str, str, Flow | GroupEntry]]:
+def moved_macs(old: "Topology", new: "Topology") -> dict[str, set[int]]:
+    """network -> MACs of ports that are on another host in `new` than in `old` (by port name,
+    or by MAC within the network when the port was renamed on the way)."""
+    where_old = {(p.network, p.mac): p.host for p in old.ports.values()}
+    out: dict[str, set[int]] = {}
+    for p in new.ports.values():
+        host = where_old.get((p.network, p.mac))
+        if host is not None and host != p.host:
+            out.setdefault(p.network, set()).add(int(p.mac.replace(":", ""), 16))
+    return out
+
+
+def ordered_changes(p: Plan) -> list[tuple[str, str, Flow | GroupEntry | tuple[int, int]]]:
     """(kind, command, item) in bundle order: groups a flow may point at exist before the flow
-    arrives; stale flows go before the groups they point at (deleting a group deletes its flows)."""
-    out: list[tuple[str, str, Flow | GroupEntry]] = []
+    arrives; stale flows go before the groups they point at (deleting a group deletes its flows);
+    forgotten learned entries go last."""
+    out: list[tuple[str, str, Flow | GroupEntry | tuple[int, int]]] = []
     out += [("group", "add", g) for g in p.group_adds]
     out += [("group", "modify", g) for g in p.group_modifies]
     out += [("flow", "delete", f) for f in p.flow_deletes]
@@ -155,4 +175,5 @@ def ordered_changes(p: Plan) -> list[tuple[str, str, Flow | GroupEntry]]:
     out += [("flow", "add", f) for f in p.flow_replaces]
     out += [("flow", "add", f) for f in p.flow_adds]
     out += [("group", "delete", g) for g in p.group_deletes]
+    out += [("learned", "delete", vm) for vm in p.forget]
     return out

@@ -242,6 +242,35 @@ def test_audit_repairs_what_changed_behind_its_back_and_hosts_are_compiled_ahead
 
 
 @pytest.mark.ovs
+def test_a_moved_vm_is_forgotten_by_learn_on_the_hosts_of_its_network(ovs, controller_factory, tmp_path: Path) -> None:
+    """A VM moved in the topology: what learn() remembered about its MAC in that network (and only
+    there: seed 003 reuses MACs across tenants) is deleted with the update, so frames to it flood
+    until they are learned afresh instead of going to the old VTEP."""
+    topo_file = tmp_path / "topology.yaml"
+    original = (DATA / "seed003-vxlan.yaml").read_text()
+    topo_file.write_text(original)
+    program = compile_host(load_topology(topo_file), "hv1")
+    port = free_port()
+    make_bridges(ovs, program, port)
+    c = controller_factory(port, topo_file, netns=ovs.netns).start()
+    for b in program.bridges:
+        c.wait_for(rf"\(hv1/{b.name}\) connect: updated")
+    tun = program.bridge("tun")
+    for net in ("blue", "red"):
+        for mac in ("02:00:00:00:00:02", "02:00:00:00:00:03"):  # as learn() writes them
+            ovs.ofctl("add-flow", ovs.mgmt(tun.name), f"cookie={COOKIE_LEARNED:#x},table=20,priority=1,hard_timeout=300,"
+                      f"vlan_tci={program.local_vlans[net]:#06x}/0x0fff,dl_dst={mac} actions=output:7")
+    mark = c.mark()
+    topo_file.write_text(original.replace("red2:  {host: hv2", "red2:  {host: hv3"))
+    (m,) = c.wait_for(r"\(hv1/br-tun\) file change: updated, .*", since=mark)
+    assert "forgot=1" in m.group(0)
+    left = {(ln.split("vlan_tci=")[1].split(",")[0], ln.split("dl_dst=")[1].split(" ")[0])
+            for ln in ovs.dump_flows(tun.name, f"cookie={COOKIE_LEARNED:#x}/-1")}
+    red, blue = (f"{program.local_vlans[n]:#06x}/0x0fff" for n in ("red", "blue"))
+    assert left == {(red, "02:00:00:00:00:03"), (blue, "02:00:00:00:00:02"), (blue, "02:00:00:00:00:03")}, left
+
+
+@pytest.mark.ovs
 def test_openflow13_switch_gets_onf_bundles(ovs, controller_factory, tmp_path: Path) -> None:
     """A bridge limited to OpenFlow 1.3 is programmed through the ONF bundle extension."""
     topo_file = DATA / "seed003-gre.yaml"
