@@ -92,7 +92,7 @@ class PieceMemo:
 
     def __init__(self, previous: "PieceMemo | None" = None) -> None:
         self._previous = previous._hosts if previous is not None else {}
-        self._hosts: dict[str, dict[tuple, NetworkPiece]] = {}
+        self._hosts: dict[str, dict[tuple, "NetworkPiece | tuple"]] = {}
 
     def piece(self, host: str, key: tuple, build: "Callable[[], NetworkPiece]") -> NetworkPiece:
         mine = self._hosts.setdefault(host, {})
@@ -103,6 +103,16 @@ class PieceMemo:
                 found = build()
             mine[key] = found
         return found
+
+    def same(self, host: str, name: str, value: tuple) -> tuple:
+        """`value`, or the equal value recorded under `name` last time (then the very same object,
+        which is what lets callers reuse work done for it)."""
+        key = ("same", name)
+        old = self._previous.get(host, {}).get(key)
+        if old is not None and old == value:
+            value = old
+        self._hosts.setdefault(host, {})[key] = value  # type: ignore[assignment]
+        return value
 
     def carry(self, host: str) -> None:
         """Keep `host`'s pieces from the previous memo as they are (its program was reused whole)."""
@@ -353,8 +363,12 @@ class HostCompiler:
             int_ports.append(PortConfig(port.iface, self.vm_ofports[port.name], "", (), f"VM port {port.name} ({port.network}, {port.mac})"))
         int_ports.sort(key=lambda p: p.ofport)
 
-        int_parts = (keyed(int_host), *((p.int, p.int_keys) for p in pieces))
-        tun_parts = (keyed(tun_host), *((p.tun, p.tun_keys) for p in pieces))
+        int_wide, tun_wide = keyed(int_host), keyed(tun_host)
+        if self.memo is not None:  # host-wide flows change rarely: keep the old objects when equal
+            int_wide = self.memo.same(self.host.name, "int", int_wide)
+            tun_wide = self.memo.same(self.host.name, "tun", tun_wide)
+        int_parts = (int_wide, *((p.int, p.int_keys) for p in pieces))
+        tun_parts = (tun_wide, *((p.tun, p.tun_keys) for p in pieces))
         br_int = assemble(self.host.bridge_int, "int", dp_type, dpid_int, int_ports, int_parts, ())
         br_tun = assemble(self.host.bridge_tun, "tun", dp_type, dpid_tun, tun_ports, tun_parts, groups)
         return HostProgram(self.host.name, self.host.vtep, (br_int, br_tun), dict(self.vlans))

@@ -53,8 +53,8 @@ def test_an_edit_rebuilds_only_the_network_it_touches() -> None:
     after = compile_all(load_topology_data(data, "t"), memo)
     for host in ("hv1", "hv2"):
         for old, new in zip(before[host].bridges, after[host].bridges):
-            # parts: host-wide, then blue, red, green (by VNI)
-            assert [o is n for o, n in zip(old.parts, new.parts)] == [False, False, True, True], (host, old.name)
+            # parts: host-wide (unchanged, so kept), then blue, red, green (by VNI)
+            assert [o is n for o, n in zip(old.parts, new.parts)] == [True, False, True, True], (host, old.name)
             assert old.parts[2] and old.parts[3]
         assert after[host] == compile_all(load_topology_data(data, "t"))[host]
 
