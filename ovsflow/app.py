@@ -49,6 +49,7 @@ from ryu.ofproto import ofproto_protocol, ofproto_v1_3, ofproto_v1_4  # noqa: E4
 
 from . import reconcile as RC  # noqa: E402
 from . import ryu_encode as R  # noqa: E402
+from .filewatch import DirWatch  # noqa: E402
 from .compiler import LEARN_TABLE, HostCompiler, PieceMemo, compile_host  # noqa: E402
 from .graph import TopologyGraph  # noqa: E402
 from .flow import Flow, GroupEntry  # noqa: E402
@@ -60,7 +61,8 @@ R.install_lazy_flow_stats()  # flow-stats entries stay bytes until read (see ryu
 LOG = logging.getLogger("ovsflow.app")
 ENV_TOPOLOGY = "OVSFLOW_TOPOLOGY"
 REQUEST_TIMEOUT = 60.0
-SEND_CHUNK = 1 << 20  # bytes of serialized messages handed to Ryu's send queue at once
+SEND_CHUNK = 1 << 20
+HUP_TICK = 0.01  # seconds: how often the watcher looks for SIGHUP (a flag the handler sets)  # bytes of serialized messages handed to Ryu's send queue at once
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,9 @@ class OvsflowApp(app_manager.RyuApp):
         self._busy = 0  # reconciles in progress: background compiling waits for them
         self._stamp: tuple | None = None
         self._hup = False
+        self._file_event = False
+        self._wake = hub.Event()  # set by the inotify reader: _watch acts at once
+        self._notify = self._file_notifier() if self.path is not None else None  # before the first load
         if self.path is None:
             LOG.error("ovsflow: no topology: pass --ovsflow-topology FILE (or ovsflow_topology in a "
                       "--config-file, or $%s); switches will be left untouched", ENV_TOPOLOGY)
@@ -303,19 +308,60 @@ class OvsflowApp(app_manager.RyuApp):
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def _on_hup(self, signum: int, frame: Any) -> None:
+        # Only a flag: the handler runs wherever the main thread is, possibly inside the event
+        # loop's own bookkeeping (writing to a self-pipe from here wedged eventlet: a barrier reply
+        # was never delivered). _watch looks at the flag every HUP_TICK.
         self._hup = True
 
-    def _watch(self, interval: float) -> None:
-        """SIGHUP reloads at once; a file change once the file has been still for one interval,
-        so an editor's half-written file is not read (and rejected) on the way."""
-        seen = self._stamp
+    def _on_readable(self, fd: int, handle: Any) -> None:
+        from eventlet.hubs import trampoline
+
         while True:
-            hub.sleep(interval or 0.5)
+            trampoline(fd, read=True)
+            handle()
+            self._wake.set()
+
+    def _file_notifier(self) -> Any:
+        """An inotify watch on the topology's directory (the file may be replaced by a rename),
+        or None where inotify is not available (then polling alone finds changes)."""
+        try:
+            return DirWatch(os.path.dirname(os.path.abspath(self.path)))  # type: ignore[arg-type]
+        except (OSError, AttributeError) as exc:
+            LOG.info("ovsflow: no inotify for %s (%s): polling only", self.path, exc)
+            return None
+
+    def _watch(self, interval: float) -> None:
+        """SIGHUP reloads within HUP_TICK; a file closed after a write or renamed into
+        place reloads at once (inotify: both mean the writer is done). Polling, every `interval`, is the
+        fallback: a change found that way loads once the file has been still for one interval,
+        so an editor's half-written file is not read (and rejected) on the way."""
+        name = os.path.basename(self.path)  # type: ignore[arg-type]
+
+        def read_notify() -> None:
+            if name in notify.names():
+                self._file_event = True
+
+        notify = self._notify
+        if notify is not None:
+            self.threads.append(hub.spawn(self._on_readable, notify.fileno(), read_notify))
+            self._file_event = True  # look once: events before this thread started were queued or missed
+        seen = self._stamp
+        next_poll = time.monotonic() + interval
+        while True:
+            self._wake.wait(timeout=HUP_TICK)
+            self._wake.clear()
             if self._hup:
                 self._hup = False
+                self._file_event = False
                 self.reload("SIGHUP")
                 seen = self._stamp
-            elif interval:
+            elif self._file_event:
+                self._file_event = False
+                if self._file_stamp() != self._stamp:
+                    self.reload("file change")
+                seen = self._stamp
+            elif interval and time.monotonic() >= next_poll:
+                next_poll = time.monotonic() + interval
                 now = self._file_stamp()
                 if now != self._stamp and now == seen:
                     self.reload("file change")

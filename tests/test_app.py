@@ -72,6 +72,25 @@ def test_invalid_topology_is_one_clear_line(controller_factory, tmp_path: Path) 
     assert "networks.blue.vni" in m.group(0)
 
 
+def test_file_changes_are_seen_without_polling(controller_factory, tmp_path: Path) -> None:
+    """With polling off, inotify alone reloads: a file rewritten in place (closed after writing)
+    and one renamed into place, as editors and config tools do."""
+    topo_file = tmp_path / "topology.yaml"
+    original = (DATA / "seed003-vxlan.yaml").read_text()
+    topo_file.write_text(original)
+    c = controller_factory(free_port(), topo_file, args=("--ovsflow-poll-interval", "0")).start()
+    c.wait_for(r"topology \S+ loaded \(start\)")
+    topo_file.write_text(original.replace("hv3: {vtep: 192.0.2.13}", "hv3: {vtep: 192.0.2.23}"))
+    c.wait_for(r"topology \S+ loaded \(file change\)", timeout=5)
+    tmp = tmp_path / ".topology.yaml.new"
+    tmp.write_text(original)
+    os.replace(tmp, topo_file)
+    c.wait_for(r"topology \S+ loaded \(file change\)", count=2, timeout=5)
+    tmp.write_text("not: [valid")  # a file next to it: not ours, no reload
+    time.sleep(0.5)
+    assert len(c.wait_for(r"topology \S+ (loaded|rejected) \(file change\)", count=2)) == 2
+
+
 # ------------------------------------------------------------------------------------------------
 # with a real switch
 
