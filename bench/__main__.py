@@ -11,6 +11,7 @@ import datetime as dt
 import importlib
 import json
 import platform
+import signal
 import sys
 from pathlib import Path
 
@@ -28,6 +29,9 @@ def fmt(v: object) -> str:
 
 
 def main() -> int:
+    # SIGTERM (kill, timeout) unwinds like Ctrl-C, so every benchmark's finally removes its
+    # namespaces and OVS daemons
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(prog="python -m bench")
     ap.add_argument("names", nargs="*", default=BENCHMARKS, help=f"benchmarks to run ({', '.join(BENCHMARKS)})")
     ap.add_argument("--quick", action="store_true", help="tiny sizes (the test suite's smoke run)")
