@@ -87,3 +87,23 @@ def test_bundle_order() -> None:
     p = RC.plan([new], [stale], [g], [old_group], owns_group=lambda gid: True)
     kinds = [(k, c) for k, c, _ in RC.ordered_changes(p)]
     assert kinds == [("group", "add"), ("flow", "delete"), ("flow", "add"), ("group", "delete")]
+
+
+def test_moved_macs_are_per_network_and_survive_a_rename() -> None:
+    from ovsflow.model import load_topology_data
+
+    base = {
+        "hosts": {"hv1": {"vtep": "192.0.2.11"}, "hv2": {"vtep": "192.0.2.12"}},
+        "networks": {"blue": {"vni": 101}, "red": {"vni": 102}},
+        "ports": {"b1": {"host": "hv1", "network": "blue", "mac": "02:00:00:00:00:01"},
+                  "r1": {"host": "hv1", "network": "red", "mac": "02:00:00:00:00:01"},
+                  "r2": {"host": "hv2", "network": "red", "mac": "02:00:00:00:00:02"}},
+    }
+    old = load_topology_data(base, "old")
+    assert RC.moved_macs(old, old) == {}
+    moved = {**base, "ports": {"b1": base["ports"]["b1"],
+                               "r1-renamed": {**base["ports"]["r1"], "host": "hv2"},  # renamed on the way
+                               "r2": base["ports"]["r2"]}}
+    assert RC.moved_macs(old, load_topology_data(moved, "new")) == {"red": {0x020000000001}}
+    gone = {**base, "ports": {"b1": base["ports"]["b1"], "r1": base["ports"]["r1"]}}  # removed, not moved
+    assert RC.moved_macs(old, load_topology_data(gone, "new")) == {}
