@@ -50,7 +50,7 @@ from ryu.ofproto import ofproto_protocol, ofproto_v1_3, ofproto_v1_4  # noqa: E4
 from . import reconcile as RC  # noqa: E402
 from . import ryu_encode as R  # noqa: E402
 from .filewatch import DirWatch  # noqa: E402
-from .compiler import LEARN_TABLE, HostCompiler, PieceMemo, compile_host  # noqa: E402
+from .compiler import LEARN_TABLE, PRIO_LEARNED, HostCompiler, PieceMemo, compile_host  # noqa: E402
 from .graph import TopologyGraph  # noqa: E402
 from .flow import Flow, GroupEntry  # noqa: E402
 from .model import load_topology  # noqa: E402
@@ -388,26 +388,29 @@ class OvsflowApp(app_manager.RyuApp):
         LOG.info("ovsflow: topology %s loaded (%s): %d hosts, %d bridges; %d connected switches "
                  "compiled in %.1f ms, %d to update", self.path, why, len(new.topo.hosts), len(new.where),
                  len(self.datapaths), (time.monotonic() - t0) * 1000, len(changed))
-        forget = self._forget(old, new) if old is not None else {}
-        for dpid in sorted(set(changed) | set(forget)):
-            hub.spawn(self._reconcile_safe, self.datapaths[dpid], why, tuple(sorted(forget.get(dpid, ()))))
+        moves = self._moves(old, new) if old is not None else {}
+        for dpid in sorted(set(changed) | set(moves)):
+            hub.spawn(self._reconcile_safe, self.datapaths[dpid], why, moves.get(dpid))
         self._warm_wakeup.set()
         return True
 
-    def _forget(self, old: Programs, new: Programs) -> dict[int, set[tuple[int, int]]]:
-        """Per connected br-tun: (local VLAN, MAC) of every VM that moved to another host in a
-        network this host is on. learn() there remembers the old VTEP, and OVS may re-apply that
-        from traffic it saw before the move for up to a revalidation cycle (0.5 s); deleting the
-        learned entry with the update makes frames to the VM flood (and reach it) until they are
-        learned afresh, instead of going to the old VTEP."""
-        out: dict[int, set[tuple[int, int]]] = {}
-        for net, macs in RC.moved_macs(old.topo, new.topo).items():
-            for host in new.graph.hosts_of(net):
+    def _moves(self, old: Programs, new: Programs) -> dict[int, tuple[tuple[tuple[int, int], ...], tuple[Flow, ...]]]:
+        """Per connected br-tun of a network in which VMs moved to another host: the (local VLAN,
+        MAC) entries learn() wrote for them, to delete, and (learn networks) entries pointing at
+        their new VTEP (HostCompiler.tun_moved). learn() remembers the old VTEP, and OVS may even
+        re-apply that from traffic it saw before the move, at its next revalidation (every 0.5 s):
+        the VM was unreachable from the other hosts for up to a second after each move."""
+        out: dict[int, tuple[set, list]] = {}
+        for net_name, moved in RC.moved_macs(old.topo, new.topo).items():
+            net = new.topo.networks[net_name]
+            for host in new.graph.hosts_of(net_name):
                 dpid = new.graph.datapath_ids(host)[1]
                 if dpid in self.datapaths:
-                    vlan = new.graph.local_vlans(host)[net]
-                    out.setdefault(dpid, set()).update((vlan, mac) for mac in macs)
-        return out
+                    hc = HostCompiler(new.graph, host)
+                    forget, hints = out.setdefault(dpid, (set(), []))
+                    forget.update((hc.vlans[net_name], mac) for mac in moved)
+                    hints.extend(hc.tun_moved(net, moved))
+        return {dpid: (tuple(sorted(f)), tuple(h)) for dpid, (f, h) in out.items()}
 
     # --- switches --------------------------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
@@ -473,13 +476,13 @@ class OvsflowApp(app_manager.RyuApp):
             self.waiters.pop((dp.id, msg.xid), None)
 
     # --- reconcile -------------------------------------------------------------------------------
-    def _reconcile_safe(self, dp: Any, why: str, forget: tuple[tuple[int, int], ...] = ()) -> None:
+    def _reconcile_safe(self, dp: Any, why: str, moves: tuple | None = None) -> None:
         try:
-            self.reconcile(dp, why, forget)
+            self.reconcile(dp, why, moves)
         except Exception as exc:  # noqa: BLE001 - one switch's failure must not stop the others
             LOG.error("ovsflow: switch %016x: reconcile (%s) failed: %s", dp.id, why, one_line(exc))
 
-    def reconcile(self, dp: Any, why: str, forget: tuple[tuple[int, int], ...] = ()) -> RC.Plan | None:
+    def reconcile(self, dp: Any, why: str, moves: tuple | None = None) -> RC.Plan | None:
         """Make switch `dp` hold its target. If this connection last confirmed an earlier target,
         send the difference between the two (an update: nothing to read); otherwise (connect,
         audit, an earlier failure) read the switch's flows and groups back and diff against them."""
@@ -487,11 +490,11 @@ class OvsflowApp(app_manager.RyuApp):
         self._busy += 1
         try:
             with lock:
-                return self._reconcile_locked(dp, why, forget)
+                return self._reconcile_locked(dp, why, moves)
         finally:
             self._busy -= 1
 
-    def _reconcile_locked(self, dp: Any, why: str, forget: tuple[tuple[int, int], ...]) -> RC.Plan | None:
+    def _reconcile_locked(self, dp: Any, why: str, moves: tuple | None) -> RC.Plan | None:
         tc = time.monotonic()
         target = self.programs.target(dp.id) if self.programs is not None else None
         if target is None:
@@ -506,8 +509,8 @@ class OvsflowApp(app_manager.RyuApp):
         else:
             plan, n_read, n_decoded, t1 = self._read_and_diff(dp, target)
             how = "against the switch's flows"
-        if forget:
-            plan = replace(plan, forget=forget)
+        if moves:
+            plan = replace(plan, forget=moves[0], hints=moves[1])
         t2 = time.monotonic()
         if not plan.empty:
             self._apply(dp, plan, target)
@@ -590,7 +593,8 @@ class OvsflowApp(app_manager.RyuApp):
             if kind == "learned":
                 vlan, mac = item  # type: ignore[misc]
                 dp.xid = xid = (dp.xid + 1) & dp.ofproto.MAX_XID
-                put(fast.bundle_add(bundle_id, fast.with_header(fast.forget_tail(LEARN_TABLE, COOKIE_LEARNED, vlan, mac), xid), xid))
+                tail = fast.forget_tail(LEARN_TABLE, COOKIE_LEARNED, PRIO_LEARNED, vlan, mac)
+                put(fast.bundle_add(bundle_id, fast.with_header(tail, xid), xid))
             elif kind == "flow":
                 dp.xid = xid = (dp.xid + 1) & dp.ofproto.MAX_XID  # what Datapath.set_xid does
                 tail = tails.get(id(item)) if command == "add" else None

@@ -42,6 +42,9 @@ BACK = F.Output(F.IN_PORT)
 LEARN_TABLE = 20
 PRIO_L2POP = 2
 PRIO_LEARNED = 1
+# A moved VM's hint outlives OVS's datapath flows from before the move (other_config:max-idle,
+# 10 s by default): afterwards nothing can re-apply the old learn() any more.
+HINT_MIN_S = 10
 
 
 def mac_int(mac: str) -> int:
@@ -287,6 +290,24 @@ class HostCompiler:
             return None
         buckets = tuple(F.Bucket((F.SetField("tun_id", net.vni), F.Output(t.ofport))) for t in tunnels)
         return F.GroupEntry(flood_group_id(net), "all", buckets)
+
+    def tun_moved(self, net: Network, moved: dict[int, str]) -> list[Flow]:
+        """A learn network's VMs moved (MAC -> new host), as the live controller sees a topology
+        edit: entries that send their frames to the new VTEP at once, above whatever learn()
+        holds, carrying learn()'s cookie and timeouts (they are learned state the controller
+        supplies, not program: reconcile keeps them and they expire like learned entries). OVS
+        may re-apply learn() with the old VTEP from traffic it saw before the move; this masks
+        that until those datapath flows are gone. l2pop networks have this in their program."""
+        if net.mode == "l2pop" or not self.has_remotes(net):
+            return []
+        vlan, set_key = self.vlans[net.name], F.SetField("tun_id", net.vni)
+        hard = max(net.hard_timeout, HINT_MIN_S) if net.hard_timeout else 0
+        flows = [Flow.make(LEARN_TABLE, PRIO_L2POP, {"dl_vlan": vlan, "dl_dst": mac},
+                           (F.PopVlan(), set_key, F.Output(self.tunnel_by_key[(host, net.tunnel)].ofport)),
+                           COOKIE_LEARNED, hard, net.idle_timeout)
+                 for mac, host in sorted(moved.items()) if host != self.host.name]
+        self.pipelines["tun"].check_all(flows)
+        return flows
 
     # -- br-int: per network -----------------------------------------------------------------------
     def int_classify(self, net: Network) -> Iterable[Flow]:

@@ -62,14 +62,15 @@ class Plan:
     kept_learned: int = 0
     unchanged: int = 0
     notes: tuple[str, ...] = field(default=())
-    # (local VLAN, MAC) whose learned entries (COOKIE_LEARNED) are to be deleted: the MAC moved
-    # to another VTEP, so what learn() remembered about it is wrong (see Forget)
+    # A VM moved (learn networks): (local VLAN, MAC) whose learn()ed entry is deleted, and the
+    # entries that point at its new VTEP meanwhile (compiler.HostCompiler.tun_moved)
     forget: tuple[tuple[int, int], ...] = ()
+    hints: tuple[Flow, ...] = ()
 
     @property
     def empty(self) -> bool:
         return not (self.flow_adds or self.flow_modifies or self.flow_replaces or self.flow_deletes
-                    or self.group_adds or self.group_modifies or self.group_deletes or self.forget)
+                    or self.group_adds or self.group_modifies or self.group_deletes or self.forget or self.hints)
 
     @property
     def n_flow_mods(self) -> int:
@@ -84,7 +85,7 @@ class Plan:
                 f"deleted={len(self.flow_deletes)} groups(+{len(self.group_adds)} "
                 f"~{len(self.group_modifies)} -{len(self.group_deletes)}) "
                 f"unchanged={self.unchanged} learned_kept={self.kept_learned}"
-                + (f" forgot={len(self.forget)}" if self.forget else ""))
+                + (f" forgot={len(self.forget)} hinted={len(self.hints)}" if self.forget or self.hints else ""))
 
 
 def plan(
@@ -151,22 +152,22 @@ def plan(
     )
 
 
-def moved_macs(old: "Topology", new: "Topology") -> dict[str, set[int]]:
-    """network -> MACs of ports that are on another host in `new` than in `old` (by port name,
-    or by MAC within the network when the port was renamed on the way)."""
+def moved_macs(old: "Topology", new: "Topology") -> dict[str, dict[int, str]]:
+    """network -> {MAC: its new host} for ports on another host in `new` than in `old` (by MAC
+    within the network, so a port renamed on the way counts too)."""
     where_old = {(p.network, p.mac): p.host for p in old.ports.values()}
-    out: dict[str, set[int]] = {}
+    out: dict[str, dict[int, str]] = {}
     for p in new.ports.values():
         host = where_old.get((p.network, p.mac))
         if host is not None and host != p.host:
-            out.setdefault(p.network, set()).add(int(p.mac.replace(":", ""), 16))
+            out.setdefault(p.network, {})[int(p.mac.replace(":", ""), 16)] = p.host
     return out
 
 
 def ordered_changes(p: Plan) -> list[tuple[str, str, Flow | GroupEntry | tuple[int, int]]]:
     """(kind, command, item) in bundle order: groups a flow may point at exist before the flow
     arrives; stale flows go before the groups they point at (deleting a group deletes its flows);
-    forgotten learned entries go last."""
+    a moved VM's learned entries are deleted, then its new location is hinted, last."""
     out: list[tuple[str, str, Flow | GroupEntry | tuple[int, int]]] = []
     out += [("group", "add", g) for g in p.group_adds]
     out += [("group", "modify", g) for g in p.group_modifies]
@@ -176,4 +177,5 @@ def ordered_changes(p: Plan) -> list[tuple[str, str, Flow | GroupEntry | tuple[i
     out += [("flow", "add", f) for f in p.flow_adds]
     out += [("group", "delete", g) for g in p.group_deletes]
     out += [("learned", "delete", vm) for vm in p.forget]
+    out += [("flow", "add", f) for f in p.hints]
     return out

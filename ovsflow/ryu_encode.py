@@ -645,10 +645,10 @@ class FastEncoder:
                                    flow.priority, _ANY, _ANY, _ANY, 0, 0)
         return body + self.match(flow.match, canonical) + self.instructions(flow.actions)
 
-    def forget_tail(self, table: int, cookie: int, vlan: int, mac: int) -> bytes:
-        """A non-strict DELETE of the flows in `table` with exactly `cookie` that match frames to
-        `mac` in local VLAN `vlan` as learn() writes them (vlan_tci=VLAN/0x0fff, dl_dst=MAC)."""
-        body = _FLOW_MOD_BODY.pack(cookie, _ALL64, table, 3, 0, 0, 0, _ANY, _ANY, _ANY, 0, 0)
+    def forget_tail(self, table: int, cookie: int, priority: int, vlan: int, mac: int) -> bytes:
+        """A strict DELETE of the entry learn() writes for frames to `mac` in local VLAN `vlan`
+        (`table`, `priority`, vlan_tci=VLAN/0x0fff, dl_dst=MAC), only if it carries `cookie`."""
+        body = _FLOW_MOD_BODY.pack(cookie, _ALL64, table, 4, 0, 0, priority, _ANY, _ANY, _ANY, 0, 0)
         return body + self.match((("dl_dst", mac), ("vlan_tci", (vlan, 0x0FFF))), True)
 
     def add_tail_and_key(self, flow: Flow) -> tuple[bytes, bytes]:

@@ -262,9 +262,10 @@ def test_audit_repairs_what_changed_behind_its_back_and_hosts_are_compiled_ahead
 
 @pytest.mark.ovs
 def test_a_moved_vm_is_forgotten_by_learn_on_the_hosts_of_its_network(ovs, controller_factory, tmp_path: Path) -> None:
-    """A VM moved in the topology: what learn() remembered about its MAC in that network (and only
-    there: seed 003 reuses MACs across tenants) is deleted with the update, so frames to it flood
-    until they are learned afresh instead of going to the old VTEP."""
+    """A VM of a learn network moved in the topology: what learn() remembered about its MAC in that
+    network (and only there: seed 003 reuses MACs across tenants) is deleted with the update, and
+    an entry with learn()'s cookie points at the new VTEP, above whatever learn() re-learns from
+    traffic that crossed before the move."""
     topo_file = tmp_path / "topology.yaml"
     original = (DATA / "seed003-vxlan.yaml").read_text()
     topo_file.write_text(original)
@@ -280,13 +281,18 @@ def test_a_moved_vm_is_forgotten_by_learn_on_the_hosts_of_its_network(ovs, contr
             ovs.ofctl("add-flow", ovs.mgmt(tun.name), f"cookie={COOKIE_LEARNED:#x},table=20,priority=1,hard_timeout=300,"
                       f"vlan_tci={program.local_vlans[net]:#06x}/0x0fff,dl_dst={mac} actions=output:7")
     mark = c.mark()
-    topo_file.write_text(original.replace("red2:  {host: hv2", "red2:  {host: hv3"))
+    moved = original.replace("red2:  {host: hv2", "red2:  {host: hv3")
+    topo_file.write_text(moved)
     (m,) = c.wait_for(r"\(hv1/br-tun\) file change: updated, .*", since=mark)
-    assert "forgot=1" in m.group(0)
-    left = {(ln.split("vlan_tci=")[1].split(",")[0], ln.split("dl_dst=")[1].split(" ")[0])
-            for ln in ovs.dump_flows(tun.name, f"cookie={COOKIE_LEARNED:#x}/-1")}
+    assert "forgot=1 hinted=1 " in m.group(0)
+    learned = ovs.dump_flows(tun.name, f"cookie={COOKIE_LEARNED:#x}/-1")
+    left = {(ln.split("vlan_tci=")[1].split(",")[0], ln.split("dl_dst=")[1].split(" ")[0]) for ln in learned if "vlan_tci=" in ln}
     red, blue = (f"{program.local_vlans[n]:#06x}/0x0fff" for n in ("red", "blue"))
     assert left == {(red, "02:00:00:00:00:03"), (blue, "02:00:00:00:00:02"), (blue, "02:00:00:00:00:03")}, left
+    hv3_tunnel = compile_host(load_topology(topo_file), "hv1").bridge("tun").port("vxlan-c000020d").ofport
+    [hint] = [ln for ln in learned if "vlan_tci=" not in ln]
+    assert (f"priority=2,dl_vlan={program.local_vlans['red']},dl_dst=02:00:00:00:00:02 " in hint
+            and "hard_timeout=300" in hint and hint.endswith(f"actions=pop_vlan,set_field:0x66->tun_id,output:{hv3_tunnel}")), hint
 
 
 @pytest.mark.ovs

@@ -85,9 +85,10 @@ def test_moves_by_the_live_controller_resume_the_ping(live, tmp_path: Path, port
     hv1_pushes = len(hv1_lines)
     print(f"  updates the app pushed to hv1 (the pinger's host) during these moves: {hv1_pushes}")
     if mode == "learn":
-        # nothing in hv1's program says where vm5 is: its br-tun only forgets what learn() knew
+        # nothing in hv1's program says where vm5 is: its br-tun only replaces what learn() knew
+        # (the learned entry deleted, a hint to the new VTEP added, both with learn()'s cookie)
         assert hv1_pushes == 4 and all(
-            "(hv1/br-tun) file change: updated, added=0 modified=0 deleted=0 " in ln and " forgot=1 flows=" in ln
+            "(hv1/br-tun) file change: updated, added=0 modified=0 deleted=0 " in ln and " forgot=1 hinted=1 flows=" in ln
             for ln in hv1_lines), hv1_lines
     else:
         assert hv1_pushes >= 4  # its table-20 entry for vm2 follows every move

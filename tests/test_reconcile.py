@@ -104,6 +104,6 @@ def test_moved_macs_are_per_network_and_survive_a_rename() -> None:
     moved = {**base, "ports": {"b1": base["ports"]["b1"],
                                "r1-renamed": {**base["ports"]["r1"], "host": "hv2"},  # renamed on the way
                                "r2": base["ports"]["r2"]}}
-    assert RC.moved_macs(old, load_topology_data(moved, "new")) == {"red": {0x020000000001}}
+    assert RC.moved_macs(old, load_topology_data(moved, "new")) == {"red": {0x020000000001: "hv2"}}
     gone = {**base, "ports": {"b1": base["ports"]["b1"], "r1": base["ports"]["r1"]}}  # removed, not moved
     assert RC.moved_macs(old, load_topology_data(gone, "new")) == {}
