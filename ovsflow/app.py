@@ -111,6 +111,17 @@ class EncodedParts:
         self._parts[id(part)] = hit
         return hit[1]
 
+    def get_steps(self, part: tuple, fast: "R.FastEncoder", every: int = 1000) -> Any:
+        """`get` in steps (a generator yielding after every `every` flows), for idle-time work."""
+        hit = self._parts.get(id(part)) or self._previous.get(id(part))
+        if hit is None or hit[0] is not part:
+            encoded: list = []
+            for i in range(0, len(part), every):
+                encoded += fast.encode_flows(part[i:i + every])
+                yield
+            hit = (part, encoded)
+        self._parts[id(part)] = hit
+
     def carry(self, parts: tuple) -> None:
         for part in parts:
             hit = self._previous.get(id(part))
@@ -258,9 +269,10 @@ class OvsflowApp(app_manager.RyuApp):
 
     def _warm(self) -> None:
         """Compile what no switch has asked for yet, so a switch that connects later (after a
-        controller restart OVS reconnects in 1-8 s) finds its program ready. Idle work: one
-        network piece at a time (then its encoding), and only while no switch is being served;
-        a switch whose host is not ready is compiled on demand, reusing the pieces done so far."""
+        controller restart OVS reconnects in 1-8 s) finds its program ready. Idle work, in steps
+        of about a thousand flows (compiling, then encoding, each network's piece), and only while
+        no switch is being served; a switch whose host is not ready is compiled on demand,
+        reusing the pieces done so far."""
         while True:
             self._warm_wakeup.wait()
             self._warm_wakeup.clear()
@@ -271,18 +283,36 @@ class OvsflowApp(app_manager.RyuApp):
                     break  # reloaded meanwhile: start over with the new topology
                 if all(d in programs._targets for d in programs.graph.datapath_ids(host)):
                     continue  # a switch asked for it meanwhile
-                for piece in HostCompiler(programs.graph, host, programs.memo).iter_pieces():
-                    for part in (piece.tun, piece.int):
-                        if not self._idle(programs):
-                            break
-                        programs.encoded.get(part, programs._fast)
-                if not self._idle(programs):
+                if not self._warm_host(programs, host):
                     break
                 if any(d not in programs._targets for d in programs.graph.datapath_ids(host)):
                     programs.compile(host)  # from the memo and encodings just made: assembly only
                     n += 1
             if n:
                 LOG.info("ovsflow: compiled %d hosts ahead of their switches in %.1f ms", n, (time.monotonic() - t0) * 1000)
+
+    def _warm_host(self, programs: "Programs", host: str) -> bool:
+        """Compile and encode `host`'s network pieces into the memos in small steps, pausing at
+        each (see _idle). False if the topology was reloaded meanwhile."""
+        hc = HostCompiler(programs.graph, host, programs.memo)
+        for net in hc.networks:
+            key = hc.piece_key(net)
+            piece = programs.memo.lookup(host, key)
+            if piece is None:
+                steps = hc.network_piece_steps(net)
+                while True:
+                    if not self._idle(programs):
+                        return False
+                    try:
+                        next(steps)
+                    except StopIteration as done:
+                        piece = programs.memo.store(host, key, done.value)
+                        break
+            for part in (piece.tun, piece.int):
+                for _ in programs.encoded.get_steps(part, programs._fast):
+                    if not self._idle(programs):
+                        return False
+        return self._idle(programs)
 
     def _idle(self, programs: "Programs") -> bool:
         """Yield to everything else, then wait while a switch is being served. False if the

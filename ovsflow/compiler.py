@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 from operator import eq, itemgetter
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Generator, Iterable, Iterator
 
 from . import flow as F
 from .flow import Flow
@@ -98,14 +98,24 @@ class PieceMemo:
         self._hosts: dict[str, dict[tuple, "NetworkPiece | tuple"]] = {}
 
     def piece(self, host: str, key: tuple, build: "Callable[[], NetworkPiece]") -> NetworkPiece:
+        found = self.lookup(host, key)
+        if found is None:
+            found = self.store(host, key, build())
+        return found
+
+    def lookup(self, host: str, key: tuple) -> NetworkPiece | None:
+        """The piece for `key`, from this memo or the previous one (then kept in this one)."""
         mine = self._hosts.setdefault(host, {})
         found = mine.get(key)
         if found is None:
             found = self._previous.get(host, {}).get(key)
-            if found is None:
-                found = build()
-            mine[key] = found
-        return found
+            if found is not None:
+                mine[key] = found
+        return found  # type: ignore[return-value]
+
+    def store(self, host: str, key: tuple, piece: NetworkPiece) -> NetworkPiece:
+        self._hosts.setdefault(host, {})[key] = piece
+        return piece
 
     def same(self, host: str, name: str, value: tuple) -> tuple:
         """`value`, or the equal value recorded under `name` last time (then the very same object,
@@ -343,14 +353,32 @@ class HostCompiler:
     # -- assembly ----------------------------------------------------------------------------------
     def network_piece(self, net: Network) -> NetworkPiece:
         """All of one network's flows on this host, checked against the pipelines."""
-        tun = (*self.tun_key_to_vlan(net), *self.tun_unicast(net), *self.tun_arp_responder(net),
-               *self.tun_nd_responder(net), *self.tun_flood(net))
+        steps = self.network_piece_steps(net)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def network_piece_steps(self, net: Network, every: int = 1000) -> Generator[None, None, NetworkPiece]:
+        """`network_piece` in steps: yields after about `every` flows' worth of work, returns the
+        piece. A caller that must stay responsive (the live controller compiling ahead while
+        switches connect) does other work at each yield; the result is the same."""
+        tun: list[Flow] = []
+        for gen in (self.tun_key_to_vlan(net), self.tun_unicast(net), self.tun_arp_responder(net),
+                    self.tun_nd_responder(net), self.tun_flood(net)):
+            for f in gen:
+                tun.append(f)
+                if len(tun) % every == 0:
+                    yield
         int_ = (*self.int_classify(net), *self.int_from_vm(net), *self.int_to_vm(net))
         group = self.tun_group(net)
-        check(self.pipelines["tun"], tun, (group,) if group else ())
+        for i in range(0, len(tun), every):
+            check(self.pipelines["tun"], tuple(tun[i:i + every]), (group,) if group else ())
+            yield
         check(self.pipelines["int"], int_)
-        (tun, tun_keys), (int_, int_keys) = keyed(tun), keyed(int_)
-        return NetworkPiece(tun, int_, group, tun_keys, int_keys)
+        (tun_sorted, tun_keys), (int_sorted, int_keys) = keyed(tun), keyed(int_)
+        return NetworkPiece(tun_sorted, int_sorted, group, tun_keys, int_keys)
 
     def pieces(self) -> list[NetworkPiece]:
         return list(self.iter_pieces())
