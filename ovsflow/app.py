@@ -166,6 +166,7 @@ class Programs:
                     raise ValueError(f"datapath id {dpid:#x} used by {other[0]}/{other[1]} and {host}/{role}")
                 self.where[dpid] = (host, role)
         self._targets: dict[int, Target] = {}
+        self.n_flows = 0  # flows of the targets held
         self._fast = R.FastEncoder(ofproto_protocol.ProtocolDesc(ofproto_v1_4.OFP_VERSION))
         self.memo = PieceMemo(previous.memo if previous else None)
         self.encoded = EncodedParts(previous.encoded if previous else None)
@@ -204,10 +205,12 @@ class Programs:
             for d in self.graph.datapath_ids(host):
                 self._targets[d] = previous._targets[d]
                 self.encoded.carry(self._targets[d].parts)
+                self.n_flows += len(self._targets[d].flows)
             return
         program = compile_host(self.topo, host, graph=self.graph, memo=self.memo)
         for b in program.bridges:
             self._targets[b.datapath_id] = bridge_target(host, b, self._fast, self.encoded)
+            self.n_flows += len(b.flows)
 
 
 def one_line(exc: BaseException) -> str:
@@ -278,7 +281,12 @@ class OvsflowApp(app_manager.RyuApp):
             self._warm_wakeup.clear()
             programs = self.programs
             t0, n = time.monotonic(), 0
+            budget = getattr(cfg.CONF, "ovsflow_compile_ahead", 200_000)
             for host in programs.hosts_to_warm() if programs is not None else ():
+                if programs.n_flows >= budget:
+                    LOG.info("ovsflow: compile-ahead budget reached (%d flows held, --ovsflow-compile-ahead %d): "
+                             "other hosts compile when their switches connect", programs.n_flows, budget)
+                    break
                 if not self._idle(programs):
                     break  # reloaded meanwhile: start over with the new topology
                 if all(d in programs._targets for d in programs.graph.datapath_ids(host)):
@@ -492,11 +500,21 @@ class OvsflowApp(app_manager.RyuApp):
 
     def _request(self, dp: Any, msg: Any) -> list[Any]:
         """Send a request and wait for its (complete, multipart) reply or barrier reply."""
+        return self._await(dp, msg, self._send_request(dp, msg))
+
+    def _send_request(self, dp: Any, msg: Any) -> _Waiter:
         dp.set_xid(msg)
         w = _Waiter()
         self.waiters[(dp.id, msg.xid)] = w
         try:
             dp.send_msg(msg)
+        except BaseException:
+            self.waiters.pop((dp.id, msg.xid), None)
+            raise
+        return w
+
+    def _await(self, dp: Any, msg: Any, w: _Waiter) -> list[Any]:
+        try:
             if not w.event.wait(timeout=REQUEST_TIMEOUT):
                 raise TimeoutError(f"no reply to {type(msg).__name__} within {REQUEST_TIMEOUT:.0f} s")
             if w.error:
@@ -526,18 +544,21 @@ class OvsflowApp(app_manager.RyuApp):
 
     def _reconcile_locked(self, dp: Any, why: str, moves: tuple | None) -> RC.Plan | None:
         tc = time.monotonic()
-        target = self.programs.target(dp.id) if self.programs is not None else None
-        if target is None:
+        if self.programs is None or dp.id not in self.programs.where:
             LOG.warning("ovsflow: switch %016x is not in the topology: left untouched", dp.id)
             return None
-        t0 = time.monotonic()
         confirmed = self.synced.pop(dp.id, None)
         if confirmed is not None and confirmed[0] is dp and why != "audit":
+            target = self.programs.target(dp.id)
+            t0 = t1 = time.monotonic()
             plan, how = self._delta(confirmed[1], target), "against the program this switch confirmed"
             n_read = n_decoded = 0
-            t1 = t0
         else:
-            plan, n_read, n_decoded, t1 = self._read_and_diff(dp, target)
+            # Ask for the switch's flows first: it dumps them while we compile (if we must).
+            pending = self._ask_flows_and_groups(dp)
+            target = self.programs.target(dp.id)
+            t0 = time.monotonic()
+            plan, n_read, n_decoded, t1 = self._read_and_diff(dp, target, pending)
             how = "against the switch's flows"
         if moves:
             plan = replace(plan, forget=moves[0], hints=moves[1])
@@ -562,11 +583,19 @@ class OvsflowApp(app_manager.RyuApp):
         plan = RC.plan(added, removed, new.groups, old.groups)
         return replace(plan, unchanged=len(new.keys) - len(added))
 
-    def _read_and_diff(self, dp: Any, target: Target) -> tuple[RC.Plan, int, int, float]:
+    def _ask_flows_and_groups(self, dp: Any) -> list[tuple[Any, _Waiter]]:
         ofp, parser = dp.ofproto, dp.ofproto_parser
-        stats = self._request(dp, parser.OFPFlowStatsRequest(
-            dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, COOKIE_BASE, COOKIE_MASK))
-        gdesc = self._request(dp, parser.OFPGroupDescStatsRequest(dp, 0))
+        msgs = [parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, COOKIE_BASE, COOKIE_MASK),
+                parser.OFPGroupDescStatsRequest(dp, 0)]
+        return [(m, self._send_request(dp, m)) for m in msgs]
+
+    def _read_and_diff(self, dp: Any, target: Target, pending: list[tuple[Any, _Waiter]]) -> tuple[RC.Plan, int, int, float]:
+        ofp, parser = dp.ofproto, dp.ofproto_parser
+        try:
+            stats, gdesc = [self._await(dp, m, w) for m, w in pending]
+        finally:
+            for m, _ in pending:
+                self.waiters.pop((dp.id, m.xid), None)
         t_read = time.monotonic()
         # Entries whose bytes are exactly a desired flow's are unchanged; learned flows are
         # counted, never decoded; only the rest is decoded and diffed field by field.

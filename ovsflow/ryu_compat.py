@@ -48,6 +48,10 @@ def _opts() -> list:
         cfg.FloatOpt("ovsflow-poll-interval", default=0.05,
                      help="seconds between checks of the topology file for changes and for SIGHUP; a "
                           "changed file is loaded once it has been still for one interval (0: never)"),
+        cfg.IntOpt("ovsflow-compile-ahead", default=200_000,
+                   help="flows to compile, in the background, for hosts whose switches have not "
+                        "connected (so they find their program ready after a controller restart); "
+                        "hosts in name order until this many flows are held (0: never)"),
         cfg.FloatOpt("ovsflow-audit-interval", default=0.0,
                      help="seconds between full read-back checks of every connected switch (0: never). "
                           "Updates are sent as the difference from the program the switch last "
