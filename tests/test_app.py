@@ -247,7 +247,7 @@ def test_audit_repairs_what_changed_behind_its_back_and_hosts_are_compiled_ahead
     c = controller_factory(port, topo_file, netns=ovs.netns, args=("--ovsflow-audit-interval", "0.5")).start()
     for b in program.bridges:
         c.wait_for(rf"\(hv1/{b.name}\) connect: updated, added={len(b.flows)} ")
-    (m,) = c.wait_for(r"compiled (\d+) hosts ahead of their switches")
+    (m,) = c.wait_for(r"compiled (\d+) hosts' networks \(\d+ flows\) ahead of their switches")
     assert int(m.group(1)) >= 2  # hv2 and hv3 never connect here: only the warm-up compiles them
     c.wait_for(r"\(hv1/br-tun\) audit: in sync, added=0 modified=0 deleted=0 ")
     tun = program.bridge("tun")
