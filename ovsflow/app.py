@@ -94,8 +94,22 @@ def topology_path() -> str | None:
     return getattr(cfg.CONF, "ovsflow_topology", None) or os.environ.get(ENV_TOPOLOGY) or None
 
 
+@dataclass(frozen=True)
+class Encoded:
+    """One compiled part, encoded: canonical flows, and by them their wire keys and ADD bytes."""
+
+    flows: tuple[Flow, ...]
+    keys: dict[bytes, Flow]  # wire key -> canonical flow
+    tails: dict[int, bytes]  # id(canonical flow) -> ADD flow-mod without header
+
+    @staticmethod
+    def of(triples: list[tuple[Flow, bytes, bytes]]) -> "Encoded":
+        return Encoded(tuple(f for f, _, _ in triples), {k: f for f, _, k in triples},
+                       {id(f): t for f, t, _ in triples})
+
+
 class EncodedParts:
-    """Encoded flows (canonical flow, ADD bytes, wire key) per compiled part, reused across reloads.
+    """Encoded parts (Encoded) per compiled part, reused across reloads.
 
     Keyed by the part object's id (program.BridgeProgram.parts): a network the edit did not touch
     comes back from the compiler's memo as the same tuple, so it is not encoded again. Entries hold
@@ -104,12 +118,12 @@ class EncodedParts:
 
     def __init__(self, previous: "EncodedParts | None" = None) -> None:
         self._previous = previous._parts if previous is not None else {}
-        self._parts: dict[int, tuple] = {}
+        self._parts: dict[int, tuple[tuple, Encoded]] = {}
 
-    def get(self, part: tuple, fast: "R.FastEncoder") -> list:
+    def get(self, part: tuple, fast: "R.FastEncoder") -> Encoded:
         hit = self._parts.get(id(part)) or self._previous.get(id(part))
         if hit is None or hit[0] is not part:
-            hit = (part, fast.encode_flows(part))
+            hit = (part, Encoded.of(fast.encode_flows(part)))
         self._parts[id(part)] = hit
         return hit[1]
 
@@ -121,7 +135,7 @@ class EncodedParts:
             for i in range(0, len(part), every):
                 encoded += fast.encode_flows(part[i:i + every])
                 yield
-            hit = (part, encoded)
+            hit = (part, Encoded.of(encoded))
         self._parts[id(part)] = hit
 
     def carry(self, parts: tuple) -> None:
@@ -133,16 +147,16 @@ class EncodedParts:
 
 def bridge_target(host: str, b: Any, fast: "R.FastEncoder", cache: EncodedParts | None = None) -> Target:
     """A compiled bridge in the form reconcile needs (canonical flows, wire keys, ADD bytes),
-    encoded part by part through `cache`."""
+    merged from its parts' encodings (dict merges: no per-flow Python work for reused parts)."""
     flows: list[Flow] = []
     keys: dict[bytes, Flow] = {}
     tails: dict[int, bytes] = {}
     parts = b.parts or (b.flows,)
     for part in parts:
-        for f, tail, k in (cache.get(part, fast) if cache is not None else fast.encode_flows(part)):
-            flows.append(f)
-            tails[id(f)] = tail
-            keys[k] = f
+        enc = cache.get(part, fast) if cache is not None else Encoded.of(fast.encode_flows(part))
+        flows += enc.flows
+        keys.update(enc.keys)
+        tails.update(enc.tails)
     return Target(host, b.name, tuple(flows), tuple(R.canonical_group(g) for g in b.groups), keys, tails, parts)
 
 
