@@ -12,8 +12,8 @@ Per network mode (blue: vm2 pinged by vm1; red: vm5 pinged by vm4), N rounds (qu
   file    - the VM is re-plugged into the other host (`Exercise.replug`: its veth leaves the old
             br-int, a new one is plugged into the new host's br-int with the ofport ovsflow's
             program uses), then the topology file is edited (the port's `host:`) and the app finds
-            the change by polling the file (every 50 ms, reloading once the file has been still
-            for one poll);
+            the change by itself (inotify on the file's directory; polling every 50 ms is its
+            fallback);
   sighup  - the same move back, with SIGHUP sent to the app right after the file write;
   replug  - the floor: the VM re-plugged into the host it is on, same ofport, nothing else changes
             (no file edit, no flow-mod: the program already fits). No program change can make a
@@ -23,7 +23,8 @@ The two moves' order alternates per round, so each trigger moves both ways (hv2 
 In red (learn) the moved VM announces itself with five gratuitous ARPs over 350 ms (the schedule of
 labs/06-migration/check.py, after QEMU's self-announce; each ARP its own `arping`), started once every
 affected switch is updated (for `replug`: right after the re-plug), as a VM resuming on a ready
-port would; nothing else in the network says where it is.
+port would. The live controller also tells the switches of the network, with the update, that the
+VM moved (its learned entry deleted, a learned-style entry to the new VTEP added).
 
 Each move's silence is cut along the timeline into parts that add up to it (`split`): the part
 inside the re-plug call (the VM without a port; the call also does work before the unplug and
