@@ -85,14 +85,21 @@ def announce(lab, check, port: str) -> subprocess.Popen:
 
 
 def affected_bridges(old, new) -> set[tuple[str, str]]:
-    """(host, bridge) pairs whose flows or groups differ between two topologies."""
+    """(host, bridge) pairs the app updates: those whose flows or groups differ between the two
+    topologies, and the br-tun of every host of a network in which a VM moved (the app replaces
+    what learn() knew about it there: ovsflow.app `_moves`)."""
     from ovsflow.compiler import compile_host
+    from ovsflow.graph import TopologyGraph
+    from ovsflow.reconcile import moved_macs
 
     out = set()
     for h in old.hosts:
         for a, b in zip(compile_host(old, h, "netdev").bridges, compile_host(new, h, "netdev").bridges):
             if (a.flows, a.groups) != (b.flows, b.groups):
                 out.add((h, a.name))
+    graph = TopologyGraph(new)
+    for net in moved_macs(old, new):
+        out.update((h, new.hosts[h].bridge_tun) for h in graph.hosts_of(net))
     return out
 
 

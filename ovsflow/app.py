@@ -436,16 +436,18 @@ class OvsflowApp(app_manager.RyuApp):
                 new_target = new.target(dpid, old)  # only hosts whose inputs changed compile
                 if new_target != old_target:
                     changed.append(dpid)
+            moves = self._moves(old, new) if old is not None else {}
         except Exception as exc:  # noqa: BLE001 - any failure keeps the running program
             LOG.error("ovsflow: topology %s rejected (%s), keeping the running program: %s",
                       self.path, why, one_line(exc))
             return False
         self.programs = new
+        to_update = sorted(set(changed) | set(moves))
         LOG.info("ovsflow: topology %s loaded (%s): %d hosts, %d bridges; %d connected switches "
-                 "compiled in %.1f ms, %d to update", self.path, why, len(new.topo.hosts), len(new.where),
-                 len(self.datapaths), (time.monotonic() - t0) * 1000, len(changed))
-        moves = self._moves(old, new) if old is not None else {}
-        for dpid in sorted(set(changed) | set(moves)):
+                 "compiled in %.1f ms, %d to update (%d for moved VMs only)", self.path, why, len(new.topo.hosts),
+                 len(new.where), len(self.datapaths), (time.monotonic() - t0) * 1000, len(to_update),
+                 len(to_update) - len(changed))
+        for dpid in to_update:
             hub.spawn(self._reconcile_safe, self.datapaths[dpid], why, moves.get(dpid))
         self._warm_wakeup.set()
         return True

@@ -45,7 +45,8 @@ def test_migration_benchmark_quick(tmp_path: Path, lab_base: Path) -> None:
     assert sorted(rows) == ["l2pop", "learn"]
     expected = {  # bridges whose program a move of the VM between hv2 and hv3 changes
         "l2pop": {"hv1/br-tun", "hv2/br-int", "hv2/br-tun", "hv3/br-int", "hv3/br-tun"},
-        "learn": {"hv2/br-int", "hv3/br-int"},  # nothing in hv1's program says where vm5 is
+        # nothing in hv1's program says where vm5 is; every br-tun of red replaces what learn() knew
+        "learn": {"hv1/br-tun", "hv2/br-tun", "hv3/br-tun", "hv2/br-int", "hv3/br-int"},
     }
     for mode, row in rows.items():
         samples = row["raw"]["samples"]
@@ -64,7 +65,8 @@ def test_migration_benchmark_quick(tmp_path: Path, lab_base: Path) -> None:
                 assert s["src"] != s["dst"], s
                 assert set(s["affected"]) == set(s["updated"]) == expected[mode], s
                 assert s["to_update"] == len(expected[mode])
-                assert s["trigger_seen"] == ("SIGHUP" if s["kind"] == "sighup" else "file change"), s
+                # with a SIGHUP right after the write, inotify may report the write first
+                assert s["trigger_seen"] in (("SIGHUP", "file change") if s["kind"] == "sighup" else ("file change",)), s
                 assert s["write_to_last_s"] > 0 and s["reload_to_last_s"] > 0, s
         assert row["figures"]["app updates during the floor's re-plugs"] == 0
         assert row["figures"]["moves whose ping resumed / moves"] == [3, 3]
