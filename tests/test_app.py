@@ -119,6 +119,21 @@ def assert_equals_render(ovs, program, tmp_path: Path) -> None:
         assert len(ovs.dump_flows(b.name, f"cookie={COOKIE_STATIC:#x}/-1")) == len(b.flows)
 
 
+def programmed(ovs, controller_factory, tmp_path: Path, source: str, host: str = "hv1", args: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+    """An editable copy of tests/data/`source`, `host`'s bridges in `ovs` pointed at a started app,
+    both programmed: (topology file, its original text, the host's program, the app)."""
+    topo_file = tmp_path / "topology.yaml"
+    original = (DATA / source).read_text()
+    topo_file.write_text(original)
+    program = compile_host(load_topology(topo_file), host)
+    port = free_port()
+    make_bridges(ovs, program, port)
+    c = controller_factory(port, topo_file, netns=ovs.netns, args=args).start()
+    for b in program.bridges:
+        c.wait_for(rf"switch {b.datapath_id:016x} \({host}/{b.name}\) connect: updated, added={len(b.flows)} ")
+    return topo_file, original, program, c
+
+
 class FlowMonitor:
     """`ovs-ofctl monitor BRIDGE watch:!initial`: prints every later flow change by any connection."""
 
@@ -196,16 +211,8 @@ def test_app_programs_switch_then_restart_sends_nothing(ovs, controller_factory,
 def test_live_reload_file_change_invalid_edit_and_sighup(ovs, controller_factory, tmp_path: Path) -> None:
     """Edit the topology under a running app: a valid change reaches the switch as a small diff,
     an invalid one is refused in one log line and the switch keeps its flows, SIGHUP reloads."""
-    topo_file = tmp_path / "topology.yaml"
-    original = (DATA / "seed003-vxlan.yaml").read_text()
-    topo_file.write_text(original)
-    program = compile_host(load_topology(topo_file), "hv1")
-    port = free_port()
-    make_bridges(ovs, program, port)
+    topo_file, original, program, c = programmed(ovs, controller_factory, tmp_path, "seed003-vxlan.yaml")
     int_dpid = f"{program.bridge('int').datapath_id:016x}"
-    c = controller_factory(port, topo_file, netns=ovs.netns).start()
-    c.wait_for(rf"switch {int_dpid} \(hv1/br-int\) connect: updated")
-    c.wait_for(r"\(hv1/br-tun\) connect: updated")
 
     # A new VM on hv1 in blue: br-int gains its flows, nothing is deleted, the render agrees.
     added = original.replace(
@@ -240,13 +247,8 @@ def test_audit_repairs_what_changed_behind_its_back_and_hosts_are_compiled_ahead
     """Updates trust what the switch confirmed; an audit (--ovsflow-audit-interval) reads every
     switch back and repairs flows someone deleted or added with ovsflow's cookie. Hosts whose
     switches have not connected are compiled ahead, in the background."""
-    topo_file = DATA / "seed003-l2pop.yaml"
-    program = compile_host(load_topology(topo_file), "hv1")
-    port = free_port()
-    make_bridges(ovs, program, port)
-    c = controller_factory(port, topo_file, netns=ovs.netns, args=("--ovsflow-audit-interval", "0.5")).start()
-    for b in program.bridges:
-        c.wait_for(rf"\(hv1/{b.name}\) connect: updated, added={len(b.flows)} ")
+    _, _, program, c = programmed(ovs, controller_factory, tmp_path, "seed003-l2pop.yaml",
+                                  args=("--ovsflow-audit-interval", "0.5"))
     (m,) = c.wait_for(r"compiled (\d+) hosts' networks \(\d+ flows\) ahead of their switches")
     assert int(m.group(1)) >= 2  # hv2 and hv3 never connect here: only the warm-up compiles them
     c.wait_for(r"\(hv1/br-tun\) audit: in sync, added=0 modified=0 deleted=0 ")
@@ -266,15 +268,7 @@ def test_a_moved_vm_is_forgotten_by_learn_on_the_hosts_of_its_network(ovs, contr
     network (and only there: seed 003 reuses MACs across tenants) is deleted with the update, and
     an entry with learn()'s cookie points at the new VTEP, above whatever learn() re-learns from
     traffic that crossed before the move."""
-    topo_file = tmp_path / "topology.yaml"
-    original = (DATA / "seed003-vxlan.yaml").read_text()
-    topo_file.write_text(original)
-    program = compile_host(load_topology(topo_file), "hv1")
-    port = free_port()
-    make_bridges(ovs, program, port)
-    c = controller_factory(port, topo_file, netns=ovs.netns).start()
-    for b in program.bridges:
-        c.wait_for(rf"\(hv1/{b.name}\) connect: updated")
+    topo_file, original, program, c = programmed(ovs, controller_factory, tmp_path, "seed003-vxlan.yaml")
     tun = program.bridge("tun")
     for net in ("blue", "red"):
         for mac in ("02:00:00:00:00:02", "02:00:00:00:00:03"):  # as learn() writes them
