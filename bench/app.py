@@ -338,17 +338,22 @@ def latency_topology(n_hosts: int) -> dict:
     return data
 
 
-def affected_bridges(old: dict, new: dict, path: Path) -> set[tuple[str, str]]:
+def affected_bridges(old, new) -> set[tuple[str, str]]:
+    """(host, bridge) pairs the app updates: those whose flows or groups differ between the two
+    topologies, and the br-tun of every host of a network in which a VM moved (the app replaces
+    what learn() knew about it there: ovsflow.app `_moves`)."""
     from ovsflow.compiler import compile_host
-    from ovsflow.model import load_topology_data
+    from ovsflow.graph import TopologyGraph
+    from ovsflow.reconcile import moved_macs
 
-    a, b = load_topology_data(old, str(path)), load_topology_data(new, str(path))
     out = set()
-    for h in a.hosts:
-        pa, pb = compile_host(a, h), compile_host(b, h)
-        for ba, bb in zip(pa.bridges, pb.bridges):
-            if (ba.flows, ba.groups) != (bb.flows, bb.groups):
-                out.add((h, ba.name))
+    for h in old.hosts:
+        for a, b in zip(compile_host(old, h, "netdev").bridges, compile_host(new, h, "netdev").bridges):
+            if (a.flows, a.groups) != (b.flows, b.groups):
+                out.add((h, a.name))
+    graph = TopologyGraph(new)
+    for net in moved_macs(old, new):
+        out.update((h, new.hosts[h].bridge_tun) for h in graph.hosts_of(net))
     return out
 
 
@@ -391,7 +396,7 @@ def latency(n_hosts: int, edits: int, base: Path) -> dict:
         by_label = {m.label: m for m in mons}
         added = json.loads(json.dumps(data))
         added["ports"]["bnew"] = {"host": "hv1", "network": "blue", "mac": "02:00:00:00:01:ee", "ip": "198.51.100.238"}
-        changes = affected_bridges(data, added, topo_file)
+        changes = affected_bridges(load_topology_data(data, str(topo_file)), load_topology_data(added, str(topo_file)))
         current = data
         for i in range(2 * edits):
             how = "sighup" if (i // 2) % 2 else "file"  # each way: adds and removes alike

@@ -54,7 +54,7 @@ from pathlib import Path
 
 from ovsflow.lab.controller import RyuManager
 
-from .app import med
+from .app import affected_bridges, med
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB = ROOT / "labs" / "06-migration"
@@ -82,25 +82,6 @@ def lab_check():
 def announce(lab, check, port: str) -> subprocess.Popen:
     """The moved VM's gratuitous ARPs on the lab's schedule (labs/06-migration/check.py)."""
     return check.announce_start(lab, port)
-
-
-def affected_bridges(old, new) -> set[tuple[str, str]]:
-    """(host, bridge) pairs the app updates: those whose flows or groups differ between the two
-    topologies, and the br-tun of every host of a network in which a VM moved (the app replaces
-    what learn() knew about it there: ovsflow.app `_moves`)."""
-    from ovsflow.compiler import compile_host
-    from ovsflow.graph import TopologyGraph
-    from ovsflow.reconcile import moved_macs
-
-    out = set()
-    for h in old.hosts:
-        for a, b in zip(compile_host(old, h, "netdev").bridges, compile_host(new, h, "netdev").bridges):
-            if (a.flows, a.groups) != (b.flows, b.groups):
-                out.add((h, a.name))
-    graph = TopologyGraph(new)
-    for net in moved_macs(old, new):
-        out.update((h, new.hosts[h].bridge_tun) for h in graph.hosts_of(net))
-    return out
 
 
 def one_move(lab, app: RyuManager, check, mode: str, kind: str, dst: str, workdir: Path) -> dict:

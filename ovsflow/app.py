@@ -61,10 +61,10 @@ R.install_lazy_flow_stats()  # flow-stats entries stay bytes until read (see ryu
 LOG = logging.getLogger("ovsflow.app")
 ENV_TOPOLOGY = "OVSFLOW_TOPOLOGY"
 REQUEST_TIMEOUT = 60.0
-SEND_CHUNK = 1 << 20
-HANDSHAKE_WAIT = 10.0
+SEND_CHUNK = 1 << 20  # bytes of serialized messages handed to Ryu's send queue at once
+HANDSHAKE_WAIT = 10.0  # seconds: a switch longer in its handshake no longer holds background work
 WARM_STEP = 250  # flows per step of background compiling (~10-40 ms here)
-HUP_TICK = 0.01  # seconds: how often the watcher looks for SIGHUP (a flag the handler sets)  # bytes of serialized messages handed to Ryu's send queue at once
+HUP_TICK = 0.01  # seconds: how often the watcher looks for SIGHUP (a flag the handler sets)
 
 
 @dataclass(frozen=True)
@@ -121,14 +121,13 @@ class EncodedParts:
         self._parts: dict[int, tuple[tuple, Encoded]] = {}
 
     def get(self, part: tuple, fast: "R.FastEncoder") -> Encoded:
-        hit = self._parts.get(id(part)) or self._previous.get(id(part))
-        if hit is None or hit[0] is not part:
-            hit = (part, Encoded.of(fast.encode_flows(part)))
-        self._parts[id(part)] = hit
-        return hit[1]
+        for _ in self.get_steps(part, fast, len(part) or 1):
+            pass
+        return self._parts[id(part)][1]
 
     def get_steps(self, part: tuple, fast: "R.FastEncoder", every: int = 1000) -> Any:
-        """`get` in steps (a generator yielding after every `every` flows), for idle-time work."""
+        """Encode `part` unless this or the previous generation has it, in steps (a generator
+        yielding after every `every` flows), so idle-time work can pause in between."""
         hit = self._parts.get(id(part)) or self._previous.get(id(part))
         if hit is None or hit[0] is not part:
             encoded: list = []
@@ -164,7 +163,8 @@ class Programs:
     """One loaded topology: which datapath is which host's bridge, and what it must hold.
 
     Loading validates the whole file but compiles nothing; a host is compiled (both bridges) the
-    first time one of its switches needs it (or `warm` gets to it), then cached. Given the
+    first time one of its switches needs it, then cached (from network pieces the app may have
+    compiled ahead into `memo` and `encoded`). Given the
     topology loaded before (`previous`), a host whose inputs did not change (graph.fingerprint)
     takes its old targets as they are, and a changed host is compiled through the previous
     compile's network pieces and encodings: an edit costs the networks it touches, not the hosts.
@@ -320,18 +320,15 @@ class OvsflowApp(app_manager.RyuApp):
         hc = HostCompiler(programs.graph, host, programs.memo)
         flows = 0
         for net in hc.networks:
-            key = hc.piece_key(net)
-            piece = programs.memo.lookup(host, key)
-            if piece is None:
-                steps = hc.network_piece_steps(net, WARM_STEP)
-                while True:
-                    if not self._idle(programs):
-                        return None
-                    try:
-                        next(steps)
-                    except StopIteration as done:
-                        piece = programs.memo.store(host, key, done.value)
-                        break
+            steps = hc.piece_steps(net, WARM_STEP)  # from the memo, or built into it
+            while True:
+                if not self._idle(programs):
+                    return None
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    piece = done.value
+                    break
             for part in (piece.tun, piece.int):
                 flows += len(part)
                 for _ in programs.encoded.get_steps(part, programs._fast, WARM_STEP):
@@ -387,8 +384,8 @@ class OvsflowApp(app_manager.RyuApp):
             return None
 
     def _watch(self, interval: float) -> None:
-        """SIGHUP reloads within HUP_TICK; a file closed after a write or renamed into
-        place reloads at once (inotify: both mean the writer is done). Polling, every `interval`, is the
+        """SIGHUP reloads within HUP_TICK; the file closed after a write or renamed into place
+        reloads at once (inotify: both mean the writer is done). Polling every `interval` is the
         fallback: a change found that way loads once the file has been still for one interval,
         so an editor's half-written file is not read (and rejected) on the way."""
         name = os.path.basename(self.path)  # type: ignore[arg-type]
@@ -459,12 +456,15 @@ class OvsflowApp(app_manager.RyuApp):
         re-apply that from traffic it saw before the move, at its next revalidation (every 0.5 s):
         the VM was unreachable from the other hosts for up to a second after each move."""
         out: dict[int, tuple[set, list]] = {}
+        compilers: dict[str, HostCompiler] = {}
         for net_name, moved in RC.moved_macs(old.topo, new.topo).items():
             net = new.topo.networks[net_name]
             for host in new.graph.hosts_of(net_name):
                 dpid = new.graph.datapath_ids(host)[1]
                 if dpid in self.datapaths:
-                    hc = HostCompiler(new.graph, host)
+                    if host not in compilers:
+                        compilers[host] = HostCompiler(new.graph, host)
+                    hc = compilers[host]
                     forget, hints = out.setdefault(dpid, (set(), []))
                     forget.update((hc.vlans[net_name], mac) for mac in moved)
                     hints.extend(hc.tun_moved(net, moved))
@@ -584,9 +584,13 @@ class OvsflowApp(app_manager.RyuApp):
         else:
             # Ask for the switch's flows first: it dumps them while we compile (if we must).
             pending = self._ask_flows_and_groups(dp)
-            target = self.programs.target(dp.id)
-            t0 = time.monotonic()
-            plan, n_read, n_decoded, t1 = self._read_and_diff(dp, target, pending)
+            try:
+                target = self.programs.target(dp.id)
+                t0 = time.monotonic()
+                plan, n_read, n_decoded, t1 = self._read_and_diff(dp, target, pending)
+            finally:  # a failed compile or read leaves no waiter behind
+                for m, _ in pending:
+                    self.waiters.pop((dp.id, m.xid), None)
             how = "against the switch's flows"
         if moves:
             plan = replace(plan, forget=moves[0], hints=moves[1])
@@ -619,11 +623,7 @@ class OvsflowApp(app_manager.RyuApp):
 
     def _read_and_diff(self, dp: Any, target: Target, pending: list[tuple[Any, _Waiter]]) -> tuple[RC.Plan, int, int, float]:
         ofp, parser = dp.ofproto, dp.ofproto_parser
-        try:
-            stats, gdesc = [self._await(dp, m, w) for m, w in pending]
-        finally:
-            for m, _ in pending:
-                self.waiters.pop((dp.id, m.xid), None)
+        stats, gdesc = [self._await(dp, m, w) for m, w in pending]
         t_read = time.monotonic()
         # Entries whose bytes are exactly a desired flow's are unchanged; learned flows are
         # counted, never decoded; only the rest is decoded and diffed field by field.

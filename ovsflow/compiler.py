@@ -8,14 +8,14 @@ is checked against the declared pipeline (pipelines/*.yaml) before it is accepte
 from __future__ import annotations
 
 import socket
-from operator import eq, itemgetter
 from dataclasses import dataclass
-from typing import Callable, Generator, Iterable, Iterator
+from operator import eq, itemgetter
+from typing import Generator, Iterable
 
 from . import flow as F
 from .flow import Flow
 from .graph import PATCH_OFPORT, TopologyGraph, Tunnel
-from .model import Network, Topology
+from .model import Network, Topology, ip4_int
 from .pipeline import Pipeline, load_pipeline
 from .program import COOKIE_LEARNED, COOKIE_STATIC, BridgeProgram, HostProgram, PortConfig
 
@@ -55,9 +55,7 @@ def vid(vlan: int) -> int:
     return F.OFPVID_PRESENT | vlan
 
 
-def ip_int(ip: str) -> int:
-    """An address the model already validated, as an integer (inet_pton: 100x ipaddress's speed)."""
-    return int.from_bytes(socket.inet_pton(socket.AF_INET, ip), "big")
+ip_int = ip4_int  # an address the model already validated, as an integer
 
 
 def ip6_int(ip: str) -> int:
@@ -97,12 +95,6 @@ class PieceMemo:
         self._previous = previous._hosts if previous is not None else {}
         self._hosts: dict[str, dict[tuple, "NetworkPiece | tuple"]] = {}
 
-    def piece(self, host: str, key: tuple, build: "Callable[[], NetworkPiece]") -> NetworkPiece:
-        found = self.lookup(host, key)
-        if found is None:
-            found = self.store(host, key, build())
-        return found
-
     def lookup(self, host: str, key: tuple) -> NetworkPiece | None:
         """The piece for `key`, from this memo or the previous one (then kept in this one)."""
         mine = self._hosts.setdefault(host, {})
@@ -130,7 +122,7 @@ class PieceMemo:
     def carry(self, host: str) -> None:
         """Keep `host`'s pieces from the previous memo as they are (its program was reused whole)."""
         if host in self._previous:
-            self._hosts[host] = self._previous[host]
+            self._hosts[host] = dict(self._previous[host])
 
 
 class HostCompiler:
@@ -168,7 +160,7 @@ class HostCompiler:
         return bool(self.graph.remote_hosts(self.host.name, net.name))
 
     def piece_key(self, net: Network) -> tuple:
-        """Everything `network_piece(net)` reads: the network, its local VLAN, the tunnel port of
+        """Everything `network_piece_steps(net)` reads: the network, its local VLAN, the tunnel port of
         each remote VTEP hosting it, its ports (all of them in l2pop mode, else the local ones) and
         the local ports' OpenFlow numbers."""
         local = tuple(self.local_ports.get(net.name, ()))
@@ -351,18 +343,10 @@ class HostCompiler:
         yield make(20, 1, {"dl_vlan": vlan, "dl_dst": MULTICAST}, [F.PopVlan(), *(F.Output(p) for p in sorted(ofports))])
 
     # -- assembly ----------------------------------------------------------------------------------
-    def network_piece(self, net: Network) -> NetworkPiece:
-        """All of one network's flows on this host, checked against the pipelines."""
-        steps = self.network_piece_steps(net)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                return done.value
-
     def network_piece_steps(self, net: Network, every: int = 1000) -> Generator[None, None, NetworkPiece]:
-        """`network_piece` in steps: yields after about `every` flows' worth of work, returns the
-        piece. A caller that must stay responsive (the live controller compiling ahead while
+        """All of one network's flows on this host, checked against the pipelines, built in steps:
+        yields after about `every` flows' worth of work and returns the piece (`finish` runs it
+        through). A caller that must stay responsive (the live controller compiling ahead while
         switches connect) does other work at each yield; the result is the same."""
         tun: list[Flow] = []
         for gen in (self.tun_key_to_vlan(net), self.tun_unicast(net), self.tun_arp_responder(net),
@@ -380,18 +364,19 @@ class HostCompiler:
         (tun_sorted, tun_keys), (int_sorted, int_keys) = keyed(tun), keyed(int_)
         return NetworkPiece(tun_sorted, int_sorted, group, tun_keys, int_keys)
 
-    def pieces(self) -> list[NetworkPiece]:
-        return list(self.iter_pieces())
-
-    def iter_pieces(self) -> Iterator[NetworkPiece]:
-        """The network pieces one at a time (through the memo, if any): a caller that must stay
-        responsive (the live controller warming hosts up) can pause between them."""
+    def piece_steps(self, net: Network, every: int = 1000) -> Generator[None, None, NetworkPiece]:
+        """The network's piece from the memo if it has one for `piece_key(net)`, else built (in
+        steps, see network_piece_steps) and put there."""
         if self.memo is None:
-            yield from (self.network_piece(net) for net in self.networks)
-            return
-        host = self.host.name
-        for net in self.networks:
-            yield self.memo.piece(host, self.piece_key(net), lambda net=net: self.network_piece(net))  # type: ignore[misc]
+            return (yield from self.network_piece_steps(net, every))
+        key = self.piece_key(net)
+        found = self.memo.lookup(self.host.name, key)
+        if found is None:
+            found = self.memo.store(self.host.name, key, (yield from self.network_piece_steps(net, every)))
+        return found
+
+    def pieces(self) -> list[NetworkPiece]:
+        return [finish(self.piece_steps(net)) for net in self.networks]
 
     def compile(self, datapath_type: str | None = None) -> HostProgram:
         pieces = self.pieces()
@@ -421,6 +406,15 @@ class HostCompiler:
         br_int = assemble(self.host.bridge_int, "int", dp_type, dpid_int, int_ports, int_parts, ())
         br_tun = assemble(self.host.bridge_tun, "tun", dp_type, dpid_tun, tun_ports, tun_parts, groups)
         return HostProgram(self.host.name, self.host.vtep, (br_int, br_tun), dict(self.vlans))
+
+
+def finish(steps: Generator[None, None, NetworkPiece]) -> NetworkPiece:
+    """Run a step-wise build (HostCompiler.piece_steps) to its end."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
 
 
 def make(table: int, priority: int, match: dict[str, F.MatchValue], actions: list[F.Action]) -> Flow:
@@ -470,6 +464,6 @@ def compile_host(topo: Topology, host: str, datapath_type: str | None = None, gr
     return HostCompiler(graph or TopologyGraph(topo, focus=host), host, memo).compile(datapath_type)
 
 
-def compile_all(topo: Topology, datapath_type: str | None = None) -> dict[str, HostProgram]:
+def compile_all(topo: Topology, datapath_type: str | None = None, memo: PieceMemo | None = None) -> dict[str, HostProgram]:
     graph = TopologyGraph(topo)
-    return {h: compile_host(topo, h, datapath_type, graph) for h in sorted(topo.hosts)}
+    return {h: compile_host(topo, h, datapath_type, graph, memo) for h in sorted(topo.hosts)}

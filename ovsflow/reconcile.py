@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from . import program
+from .compiler import mac_int
 from .flow import Flow, GroupEntry
 
 if TYPE_CHECKING:
@@ -160,7 +161,7 @@ def moved_macs(old: "Topology", new: "Topology") -> dict[str, dict[int, str]]:
     for p in new.ports.values():
         host = where_old.get((p.network, p.mac))
         if host is not None and host != p.host:
-            out.setdefault(p.network, {})[int(p.mac.replace(":", ""), 16)] = p.host
+            out.setdefault(p.network, {})[mac_int(p.mac)] = p.host
     return out
 
 

@@ -602,23 +602,8 @@ class FastEncoder:
 
     def match_tlvs(self, match: Iterable[tuple[str, F.MatchValue]], canonical: bool = False) -> list[bytes]:
         """The OXM TLVs of a match, in Ryu's order (by field number)."""
-        tlvs: list[tuple[int, bytes]] = []
-        for name, value in (match if canonical else canonical_match(match)):
-            if name == "dl_vlan":
-                tlvs.append((_VLAN_VID, _oxm(_VLAN_VID, 2, F.OFPVID_PRESENT | value, None)))  # type: ignore[operator]
-            elif name == "vlan_tci":
-                v, m = value  # type: ignore[misc]
-                tlvs.append((_VLAN_VID, _oxm(_VLAN_VID, 2, v, None if m == 0x1FFF else m)))
-            else:
-                try:
-                    field, size = _OXM_OFB[name]
-                except KeyError:
-                    raise EncodeError(f"match field {name!r} has no OXM encoding here") from None
-                if isinstance(value, tuple):
-                    tlvs.append((field, _oxm(field, size, value[0], value[1])))
-                else:
-                    tlvs.append((field, _oxm(field, size, value, None)))
-        tlvs.sort(key=lambda t: t[0])
+        tlvs = [self._tlv(name, value) for name, value in (match if canonical else canonical_match(match))]
+        tlvs.sort(key=_first)
         return [t[1] for t in tlvs]
 
     def instructions(self, actions: tuple[F.Action, ...]) -> bytes:
@@ -651,21 +636,8 @@ class FastEncoder:
         body = _FLOW_MOD_BODY.pack(cookie, _ALL64, table, 4, 0, 0, priority, _ANY, _ANY, _ANY, 0, 0)
         return body + self.match((("dl_dst", mac), ("vlan_tci", (vlan, 0x0FFF))), True)
 
-    def add_tail_and_key(self, flow: Flow) -> tuple[bytes, bytes]:
-        """(flow_mod_tail(flow, "add"), flow_key(flow)) for a canonical flow, sharing the work."""
-        tlvs = self.match_tlvs(flow.match, True)
-        inst = self.instructions(flow.actions)
-        oxms = b"".join(tlvs)
-        mlen = 4 + len(oxms)
-        match = (1).to_bytes(2, "big") + mlen.to_bytes(2, "big") + oxms + bytes(-mlen % 8)
-        tail = _FLOW_MOD_BODY.pack(flow.cookie, 0, flow.table, 0, flow.idle_timeout, flow.hard_timeout,
-                                   flow.priority, _ANY, _ANY, _ANY, 0, 0) + match + inst
-        key = (bytes((flow.table,)) + _KEY_HEAD.pack(flow.priority, flow.idle_timeout, flow.hard_timeout)
-               + _COOKIE.pack(flow.cookie) + b"".join(sorted(tlvs)) + inst)
-        return tail, key
-
     def encode_flows(self, flows: Iterable[Flow]) -> list[tuple[Flow, bytes, bytes]]:
-        """(canonical flow, ADD tail, key) for many flows: `add_tail_and_key` with the work shared
+        """(canonical flow, flow_mod_tail(flow, "add"), flow_key(flow)) for many flows, the work shared
         between flows. Compiled flows share action tuples (every l2pop unicast flow to one VTEP
         has the same one) and match items (a network's VLAN), so each is encoded once per call;
         memo keys are object ids, valid because `flows` keeps those objects alive meanwhile."""

@@ -7,16 +7,10 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ovsflow.compiler import PieceMemo, compile_host
-from ovsflow.graph import TopologyGraph
+from ovsflow.compiler import PieceMemo, compile_all
 from ovsflow.model import TopologyError, load_topology_data
 from test_fingerprint import edit
 from test_properties import topologies
-
-
-def compile_all(topo, memo: PieceMemo | None = None) -> dict:  # type: ignore[no-untyped-def]
-    graph = TopologyGraph(topo)
-    return {h: compile_host(topo, h, graph=graph, memo=memo) for h in sorted(topo.hosts)}
 
 
 @given(topologies(), st.lists(st.tuples(st.sampled_from(["move", "remove", "add", "mac", "mode", "vtep", "vni"]),
@@ -24,7 +18,7 @@ def compile_all(topo, memo: PieceMemo | None = None) -> dict:  # type: ignore[no
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_memo_compile_equals_compile_from_scratch(data: dict, edits: list) -> None:
     memo = PieceMemo()
-    compile_all(load_topology_data(data, "old"), memo)
+    compile_all(load_topology_data(data, "old"), memo=memo)
     for kind, pick in edits:
         try:
             data = edit(data, kind, pick)
@@ -32,7 +26,7 @@ def test_memo_compile_equals_compile_from_scratch(data: dict, edits: list) -> No
         except TopologyError:
             return  # the edit made an invalid topology: nothing to compare
         memo = PieceMemo(memo)
-        with_memo, scratch = compile_all(topo, memo), compile_all(topo)
+        with_memo, scratch = compile_all(topo, memo=memo), compile_all(topo)
         for host in scratch:
             assert with_memo[host] == scratch[host], f"{kind}: {host}'s program differs when compiled through the memo"
             for a, b in zip(with_memo[host].bridges, scratch[host].bridges):
@@ -47,10 +41,10 @@ def test_an_edit_rebuilds_only_the_network_it_touches() -> None:
                   for i, n in enumerate(("blue", "red", "green"), 1) for h in (1, 2)},
     }
     memo = PieceMemo()
-    before = compile_all(load_topology_data(data, "t"), memo)
+    before = compile_all(load_topology_data(data, "t"), memo=memo)
     data["ports"]["blue3"] = {"host": "hv2", "network": "blue", "mac": "02:00:00:00:01:03", "ip": "198.51.100.13"}
     memo = PieceMemo(memo)
-    after = compile_all(load_topology_data(data, "t"), memo)
+    after = compile_all(load_topology_data(data, "t"), memo=memo)
     for host in ("hv1", "hv2"):
         for old, new in zip(before[host].bridges, after[host].bridges):
             # parts: host-wide (unchanged, so kept), then blue, red, green (by VNI)
@@ -70,9 +64,9 @@ def test_a_network_whose_local_vlan_moves_is_rebuilt() -> None:
                   "r2": {"host": "hv2", "network": "red", "mac": "02:00:00:00:00:03"}},
     }
     memo = PieceMemo()
-    before = compile_all(load_topology_data(data, "t"), memo)
+    before = compile_all(load_topology_data(data, "t"), memo=memo)
     data["ports"]["r1"] = {"host": "hv1", "network": "red", "mac": "02:00:00:00:00:04"}
     topo = load_topology_data(data, "t")
-    after = compile_all(topo, PieceMemo(memo))
+    after = compile_all(topo, memo=PieceMemo(memo))
     assert before["hv1"].local_vlans == {"blue": 101} and after["hv1"].local_vlans == {"red": 101, "blue": 102}
     assert after == compile_all(topo)
