@@ -7,39 +7,48 @@ is checked against the declared pipeline (pipelines/*.yaml) before it is accepte
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 from operator import eq, itemgetter
 from typing import Generator, Iterable
 
 from . import flow as F
+from .fields import (
+    ARP_REPLY,
+    ARP_REQUEST,
+    BROADCAST,
+    ETH_TYPE_ARP,
+    ETH_TYPE_IPV6,
+    IPPROTO_ICMPV6,
+    MULTICAST_BIT,
+    ND_ADVERT,
+    ND_SOLICIT,
+    OFPVID_PRESENT,
+    ipv4,
+    ipv6,
+    mac,
+)
 from .flow import Flow
 from .graph import PATCH_OFPORT, TopologyGraph, Tunnel
-from .model import Network, Topology, ip4_int
-from .pipeline import Pipeline, load_pipeline
+from .model import Network, Topology
+from .pipeline import Pipeline, Pipelines, Table
 from .program import COOKIE_LEARNED, COOKIE_STATIC, BridgeProgram, HostProgram, PortConfig
 
-TUNNEL_TABLE = {"gre": 3, "vxlan": 4, "geneve": 6}
-BROADCAST = 0xFFFFFFFFFFFF
-ETH_ARP = 0x0806
-ETH_IPV6 = 0x86DD
-IPPROTO_ICMPV6 = 58
-ND_SOLICIT, ND_ADVERT = 135, 136
 NA_FLAGS_SOLICITED_OVERRIDE = 0x60000000  # nd_reserved: S and O set, R clear (not a router)
-MULTICAST = (0x010000000000, 0x010000000000)  # dl_dst=01:00:00:00:00:00/01:00:00:00:00:00
-UNICAST = (0x000000000000, 0x010000000000)
+ND_OPTION_TARGET_LL = 2  # nd_options_type of a target link-layer address option
+MULTICAST = (MULTICAST_BIT, MULTICAST_BIT)  # dl_dst=01:00:00:00:00:00/01:00:00:00:00:00
+UNICAST = (0, MULTICAST_BIT)
 NO_VLAN = (0x0000, 0x1FFF)  # vlan_tci=0x0000/0x1fff: no VLAN header
 
 # Actions every responder flow shares (one object each: cheaper to build, encode and check).
 ARP_REPLY_HEAD = (F.Move("dl_src", "dl_dst"),)
-ARP_REPLY_MID = (F.SetField("arp_op", 2), F.Move("arp_sha", "arp_tha"), F.Move("arp_spa", "arp_tpa"))
+ARP_REPLY_MID = (F.SetField("arp_op", ARP_REPLY), F.Move("arp_sha", "arp_tha"), F.Move("arp_spa", "arp_tpa"))
 NA_FROM_NS = (F.SetField("icmpv6_type", ND_ADVERT), F.SetField("icmpv6_code", 0),
-              F.SetField("nd_reserved", NA_FLAGS_SOLICITED_OVERRIDE), F.SetField("nd_options_type", 2), F.GotoTable(23))
+              F.SetField("nd_reserved", NA_FLAGS_SOLICITED_OVERRIDE), F.SetField("nd_options_type", ND_OPTION_TARGET_LL))
 BACK = F.Output(F.IN_PORT)
 
-# br-tun table 20 holds where remote MACs are: learned ones (learn() in table 10 writes them) and,
-# above them, pre-populated (l2pop) ones.
-LEARN_TABLE = 20
+# br-tun's learn_into table (unicast) holds where remote MACs are: learned ones (learn() writes them)
+# and, above them, pre-populated (l2pop) ones. The live controller deletes learned entries there.
+LEARN_TABLE: int = Pipelines.load().tun["learn"].learn_into or 0
 PRIO_L2POP = 2
 PRIO_LEARNED = 1
 # A moved VM's hint outlives OVS's datapath flows from before the move (other_config:max-idle,
@@ -47,19 +56,8 @@ PRIO_LEARNED = 1
 HINT_MIN_S = 10
 
 
-def mac_int(mac: str) -> int:
-    return int(mac.replace(":", ""), 16)
-
-
 def vid(vlan: int) -> int:
-    return F.OFPVID_PRESENT | vlan
-
-
-ip_int = ip4_int  # an address the model already validated, as an integer
-
-
-def ip6_int(ip: str) -> int:
-    return int.from_bytes(socket.inet_pton(socket.AF_INET6, ip.split("%")[0]), "big")  # a scope is not matched
+    return OFPVID_PRESENT | vlan
 
 
 def flood_group_id(net: Network) -> int:
@@ -132,7 +130,8 @@ class HostCompiler:
     and per-network ones, which take the network and return only its flows.
     """
 
-    def __init__(self, graph: TopologyGraph, host: str, memo: PieceMemo | None = None):
+    def __init__(self, graph: TopologyGraph, host: str, memo: PieceMemo | None = None,
+                 pipelines: Pipelines | None = None):
         self.graph = graph
         self.topo = graph.topo
         self.host = self.topo.hosts[host]
@@ -146,7 +145,12 @@ class HostCompiler:
         self.local_ports: dict[str, list] = {}
         for port in self.ports:
             self.local_ports.setdefault(port.network, []).append(port)
-        self.pipelines: dict[str, Pipeline] = {"tun": load_pipeline("tun"), "int": load_pipeline("int")}
+        self.pipelines = pipelines or Pipelines.load()
+        self.tun, self.int = self.pipelines.tun, self.pipelines.int  # tables by name: tun["flood"]
+        self.na_from_ns = (*NA_FROM_NS, self.tun["nd_reply"].goto())
+        learn_into = self.tun["learn"].learn_into
+        assert learn_into is not None, "br-tun's learn table must declare learn_into"
+        self.learn_into: int = learn_into
 
     # -- shared facts ------------------------------------------------------------------------------
     def remote_tunnels(self, net: Network) -> list[Tunnel]:
@@ -170,13 +174,13 @@ class HostCompiler:
 
     # -- br-tun: host-wide -------------------------------------------------------------------------
     def tun_classify(self) -> Iterable[Flow]:
-        yield make(0, 1, {"in_port": PATCH_OFPORT}, [F.GotoTable(2)])
+        yield make(self.tun["classify"], 1, {"in_port": PATCH_OFPORT}, [self.tun["from_int"].goto()])
         for t in self.tunnels:
-            yield make(0, 1, {"in_port": t.ofport}, [F.GotoTable(TUNNEL_TABLE[t.type])])
+            yield make(self.tun["classify"], 1, {"in_port": t.ofport}, [self.tun.tunnel_table(t.type).goto()])
 
     def tun_from_int(self) -> Iterable[Flow]:
-        yield make(2, 1, {"dl_dst": UNICAST}, [F.GotoTable(20)])
-        yield make(2, 1, {"dl_dst": MULTICAST}, [F.GotoTable(22)])
+        yield make(self.tun["from_int"], 1, {"dl_dst": UNICAST}, [self.tun["unicast"].goto()])
+        yield make(self.tun["from_int"], 1, {"dl_dst": MULTICAST}, [self.tun["flood"].goto()])
 
     def tun_learn(self) -> Iterable[Flow]:
         """Seed 003's learn(): remember where a remote MAC lives, per VLAN; learned flows strip the VLAN,
@@ -191,7 +195,7 @@ class HostCompiler:
         default = max(groups, key=lambda k: (len(groups[k]), k))
         for timeouts, nets in sorted(groups.items()):
             learn = F.Learn(
-                table=LEARN_TABLE, priority=PRIO_LEARNED, cookie=COOKIE_LEARNED,
+                table=self.learn_into, priority=PRIO_LEARNED, cookie=COOKIE_LEARNED,
                 hard_timeout=timeouts[0], idle_timeout=timeouts[1],
                 specs=(
                     F.LearnSpec("match", "vlan_tci", None, 12),
@@ -203,18 +207,18 @@ class HostCompiler:
             )
             actions = [learn, F.Output(PATCH_OFPORT)]
             if timeouts == default:
-                yield make(10, 1, {}, actions)
+                yield make(self.tun["learn"], 1, {}, actions)
             else:
                 for net in nets:
-                    yield make(10, 2, {"dl_vlan": self.vlans[net.name]}, actions)
+                    yield make(self.tun["learn"], 2, {"dl_vlan": self.vlans[net.name]}, actions)
 
     # -- br-tun: per network -----------------------------------------------------------------------
     def tun_key_to_vlan(self, net: Network) -> Iterable[Flow]:
         """Only networks this host shares with some other VTEP accept tunnel traffic; unknown keys drop."""
         if self.has_remotes(net):
             yield make(
-                TUNNEL_TABLE[net.tunnel], 1, {"tun_id": net.vni},
-                [F.PushVlan(), F.SetField("vlan_vid", vid(self.vlans[net.name])), F.GotoTable(10)],
+                self.tun.tunnel_table(net.tunnel), 1, {"tun_id": net.vni},
+                [F.PushVlan(), F.SetField("vlan_vid", vid(self.vlans[net.name])), self.tun["learn"].goto()],
             )
 
     def tun_unicast(self, net: Network) -> Iterable[Flow]:
@@ -223,11 +227,12 @@ class HostCompiler:
         if net.mode != "l2pop":
             return
         vlan, pop, set_key = self.vlans[net.name], F.PopVlan(), F.SetField("tun_id", net.vni)
+        table = self.learn_into
         actions = {h: (pop, set_key, F.Output(self.tunnel_by_key[(h, net.tunnel)].ofport))
                    for h in self.graph.remote_hosts(self.host.name, net.name)}
         for port in self.graph.ports_of(net.name):
             if port.host != self.host.name:
-                yield Flow(20, PRIO_L2POP, (("dl_vlan", vlan), ("dl_dst", mac_int(port.mac))), actions[port.host],
+                yield Flow(table, PRIO_L2POP, (("dl_vlan", vlan), ("dl_dst", mac(port.mac))), actions[port.host],
                            COOKIE_STATIC)
 
     def tun_arp_responder(self, net: Network) -> Iterable[Flow]:
@@ -236,19 +241,20 @@ class HostCompiler:
         a local VM's IP is dropped here because br-int already delivered the request to that VM."""
         if net.mode != "l2pop" or not self.has_remotes(net):
             return
-        vlan = self.vlans[net.name]
-        yield make(2, 2, {"dl_vlan": vlan, "dl_dst": BROADCAST, "dl_type": ETH_ARP, "arp_op": 1}, [F.GotoTable(21)])
+        vlan, responder = self.vlans[net.name], self.tun["arp_responder"]
+        yield make(self.tun["from_int"], 2, {"dl_vlan": vlan, "dl_dst": BROADCAST, "dl_type": ETH_TYPE_ARP, "arp_op": ARP_REQUEST},
+                   [responder.goto()])
         for port in self.graph.ports_of(net.name):
             if port.ip is None:
                 continue
-            match = {"dl_vlan": vlan, "dl_type": ETH_ARP, "arp_op": 1, "arp_tpa": ip_int(port.ip)}
+            match = {"dl_vlan": vlan, "dl_type": ETH_TYPE_ARP, "arp_op": ARP_REQUEST, "arp_tpa": ipv4(port.ip)}
             if port.host == self.host.name:
-                yield make(21, 1, match, [])
+                yield make(responder, 1, match, [])
                 continue
-            mac = mac_int(port.mac)
-            yield make(21, 1, match, [  # eth_dst := eth_src, eth_src := mac, op := reply, swap, answer
-                *ARP_REPLY_HEAD, F.SetField("eth_src", mac), *ARP_REPLY_MID,
-                F.SetField("arp_sha", mac), F.SetField("arp_spa", ip_int(port.ip)), BACK,
+            addr = mac(port.mac)
+            yield make(responder, 1, match, [  # eth_dst := eth_src, eth_src := addr, op := reply, swap, answer
+                *ARP_REPLY_HEAD, F.SetField("eth_src", addr), *ARP_REPLY_MID,
+                F.SetField("arp_sha", addr), F.SetField("arp_spa", ipv4(port.ip)), BACK,
             ])
 
     def tun_nd_responder(self, net: Network) -> Iterable[Flow]:
@@ -257,23 +263,23 @@ class HostCompiler:
         frame already matched as an advertisement). Duplicate address detection (source ::) floods."""
         if net.mode != "l2pop" or not self.has_remotes(net):
             return
-        icmp6 = {"dl_type": ETH_IPV6, "nw_proto": IPPROTO_ICMPV6}
-        vlan = self.vlans[net.name]
-        yield make(2, 2, {"dl_vlan": vlan, **icmp6, "icmpv6_type": ND_SOLICIT}, [F.GotoTable(21)])
-        yield make(21, 2, {"dl_vlan": vlan, **icmp6, "icmpv6_type": ND_SOLICIT, "ipv6_src": 0}, [F.GotoTable(22)])
+        icmp6 = {"dl_type": ETH_TYPE_IPV6, "nw_proto": IPPROTO_ICMPV6}
+        vlan, responder = self.vlans[net.name], self.tun["arp_responder"]
+        yield make(self.tun["from_int"], 2, {"dl_vlan": vlan, **icmp6, "icmpv6_type": ND_SOLICIT}, [responder.goto()])
+        yield make(responder, 2, {"dl_vlan": vlan, **icmp6, "icmpv6_type": ND_SOLICIT, "ipv6_src": 0}, [self.tun["flood"].goto()])
         for port in self.graph.ports_of(net.name):
             if port.ipv6 is None:
                 continue
-            target = ip6_int(port.ipv6)
+            target = ipv6(port.ipv6)
             solicit = {"dl_vlan": vlan, **icmp6, "icmpv6_type": ND_SOLICIT, "nd_target": target}
             if port.host == self.host.name:
-                yield make(21, 1, solicit, [])
+                yield make(responder, 1, solicit, [])
                 continue
-            yield make(21, 1, solicit, NA_FROM_NS)
-            yield make(23, 1, {"dl_vlan": vlan, **icmp6, "icmpv6_type": ND_ADVERT, "nd_target": target}, [
-                F.SetField("nd_tll", mac_int(port.mac)),
+            yield make(responder, 1, solicit, self.na_from_ns)
+            yield make(self.tun["nd_reply"], 1, {"dl_vlan": vlan, **icmp6, "icmpv6_type": ND_ADVERT, "nd_target": target}, [
+                F.SetField("nd_tll", mac(port.mac)),
                 F.Move("dl_src", "dl_dst"),
-                F.SetField("eth_src", mac_int(port.mac)),
+                F.SetField("eth_src", mac(port.mac)),
                 F.Move("ipv6_src", "ipv6_dst"),
                 F.SetField("ipv6_src", target),
                 BACK,
@@ -284,7 +290,7 @@ class HostCompiler:
         The list lives in a group (type all, a bucket per remote VTEP), so a VTEP joining or leaving
         a network is one group-mod and no flow changes."""
         if self.has_remotes(net):
-            yield make(22, 1, {"dl_vlan": self.vlans[net.name]}, [F.PopVlan(), F.Group(flood_group_id(net))])
+            yield make(self.tun["flood"], 1, {"dl_vlan": self.vlans[net.name]}, [F.PopVlan(), F.Group(flood_group_id(net))])
 
     def tun_group(self, net: Network) -> F.GroupEntry | None:
         tunnels = self.remote_tunnels(net)
@@ -304,11 +310,11 @@ class HostCompiler:
             return []
         vlan, set_key = self.vlans[net.name], F.SetField("tun_id", net.vni)
         hard = max(net.hard_timeout, HINT_MIN_S) if net.hard_timeout else 0
-        flows = [Flow.make(LEARN_TABLE, PRIO_L2POP, {"dl_vlan": vlan, "dl_dst": mac},
+        flows = [Flow.make(self.learn_into, PRIO_L2POP, {"dl_vlan": vlan, "dl_dst": mac},
                            (F.PopVlan(), set_key, F.Output(self.tunnel_by_key[(host, net.tunnel)].ofport)),
                            COOKIE_LEARNED, hard, net.idle_timeout)
                  for mac, host in sorted(moved.items()) if host != self.host.name]
-        self.pipelines["tun"].check_all(flows)
+        self.tun.check_all(flows)
         return flows
 
     # -- br-int: per network -----------------------------------------------------------------------
@@ -317,21 +323,21 @@ class HostCompiler:
         frames from br-tun already carry the VLAN."""
         for port in self.local_ports.get(net.name, ()):
             yield make(
-                0, 1, {"in_port": self.vm_ofports[port.name], "dl_src": mac_int(port.mac), "vlan_tci": NO_VLAN},
-                [F.PushVlan(), F.SetField("vlan_vid", vid(self.vlans[net.name])), F.GotoTable(10)],
+                self.int["classify"], 1, {"in_port": self.vm_ofports[port.name], "dl_src": mac(port.mac), "vlan_tci": NO_VLAN},
+                [F.PushVlan(), F.SetField("vlan_vid", vid(self.vlans[net.name])), self.int["from_vm"].goto()],
             )
         if self.has_remotes(net):
-            yield make(0, 1, {"in_port": PATCH_OFPORT, "dl_vlan": self.vlans[net.name]}, [F.GotoTable(20)])
+            yield make(self.int["classify"], 1, {"in_port": PATCH_OFPORT, "dl_vlan": self.vlans[net.name]}, [self.int["to_vm"].goto()])
 
     def int_from_vm(self, net: Network) -> Iterable[Flow]:
         vlan = self.vlans[net.name]
         remotes = self.has_remotes(net)
         to_tun = [F.Output(PATCH_OFPORT)] if remotes else []
-        yield make(10, 2, {"dl_vlan": vlan, "dl_dst": MULTICAST}, [*to_tun, F.GotoTable(20)])
+        yield make(self.int["from_vm"], 2, {"dl_vlan": vlan, "dl_dst": MULTICAST}, [*to_tun, self.int["to_vm"].goto()])
         if remotes:
-            yield make(10, 1, {"dl_vlan": vlan}, to_tun)
+            yield make(self.int["from_vm"], 1, {"dl_vlan": vlan}, to_tun)
         for port in self.local_ports.get(net.name, ()):
-            yield make(10, 3, {"dl_vlan": vlan, "dl_dst": mac_int(port.mac)}, [F.GotoTable(20)])
+            yield make(self.int["from_vm"], 3, {"dl_vlan": vlan, "dl_dst": mac(port.mac)}, [self.int["to_vm"].goto()])
 
     def int_to_vm(self, net: Network) -> Iterable[Flow]:
         vlan = self.vlans[net.name]
@@ -339,8 +345,8 @@ class HostCompiler:
         for port in self.local_ports.get(net.name, ()):
             ofport = self.vm_ofports[port.name]
             ofports.append(ofport)
-            yield make(20, 2, {"dl_vlan": vlan, "dl_dst": mac_int(port.mac)}, [F.PopVlan(), F.Output(ofport)])
-        yield make(20, 1, {"dl_vlan": vlan, "dl_dst": MULTICAST}, [F.PopVlan(), *(F.Output(p) for p in sorted(ofports))])
+            yield make(self.int["to_vm"], 2, {"dl_vlan": vlan, "dl_dst": mac(port.mac)}, [F.PopVlan(), F.Output(ofport)])
+        yield make(self.int["to_vm"], 1, {"dl_vlan": vlan, "dl_dst": MULTICAST}, [F.PopVlan(), *(F.Output(p) for p in sorted(ofports))])
 
     # -- assembly ----------------------------------------------------------------------------------
     def network_piece_steps(self, net: Network, every: int = 1000) -> Generator[None, None, NetworkPiece]:
@@ -358,9 +364,9 @@ class HostCompiler:
         int_ = (*self.int_classify(net), *self.int_from_vm(net), *self.int_to_vm(net))
         group = self.tun_group(net)
         for i in range(0, len(tun), every):
-            check(self.pipelines["tun"], tuple(tun[i:i + every]), (group,) if group else ())
+            check(self.tun, tuple(tun[i:i + every]), (group,) if group else ())
             yield
-        check(self.pipelines["int"], int_)
+        check(self.int, int_)
         (tun_sorted, tun_keys), (int_sorted, int_keys) = keyed(tun), keyed(int_)
         return NetworkPiece(tun_sorted, int_sorted, group, tun_keys, int_keys)
 
@@ -380,11 +386,11 @@ class HostCompiler:
 
     def compile(self, datapath_type: str | None = None) -> HostProgram:
         pieces = self.pieces()
-        tun_host = (*self.tun_classify(), *self.tun_from_int(), *self.tun_learn(), *self.pipelines["tun"].miss_flows(COOKIE_STATIC))
-        int_host = tuple(self.pipelines["int"].miss_flows(COOKIE_STATIC))
+        tun_host = (*self.tun_classify(), *self.tun_from_int(), *self.tun_learn(), *self.tun.miss_flows(COOKIE_STATIC))
+        int_host = tuple(self.int.miss_flows(COOKIE_STATIC))
         groups = tuple(sorted((p.group for p in pieces if p.group is not None), key=lambda g: g.group_id))
-        check(self.pipelines["tun"], tun_host, groups)
-        check(self.pipelines["int"], int_host)
+        check(self.tun, tun_host, groups)
+        check(self.int, int_host)
         dpid_int, dpid_tun = self.graph.datapath_ids(self.host.name)
         dp_type = datapath_type or self.host.datapath_type
 
@@ -417,9 +423,9 @@ def finish(steps: Generator[None, None, NetworkPiece]) -> NetworkPiece:
             return done.value
 
 
-def make(table: int, priority: int, match: dict[str, F.MatchValue], actions: list[F.Action]) -> Flow:
-    """A flow of the compiled program (every one carries COOKIE_STATIC)."""
-    return Flow.make(table, priority, match, actions, COOKIE_STATIC)
+def make(table: Table, priority: int, match: dict[str, F.MatchValue], actions: Iterable[F.Action]) -> Flow:
+    """A flow of the compiled program in `table` (every one carries COOKIE_STATIC)."""
+    return table.flow(priority, match, actions, COOKIE_STATIC)
 
 
 def check(pipeline: Pipeline, flows: tuple[Flow, ...], groups: tuple[F.GroupEntry, ...] = ()) -> None:
@@ -454,16 +460,18 @@ def assemble(name: str, role: str, datapath_type: str, dpid: int, ports: list[Po
 
 
 def compile_host(topo: Topology, host: str, datapath_type: str | None = None, graph: TopologyGraph | None = None,
-                 memo: PieceMemo | None = None) -> HostProgram:
+                 memo: PieceMemo | None = None, pipelines: Pipelines | None = None) -> HostProgram:
     """The program of one host. Pass a prebuilt `graph` when compiling many hosts of one topology,
-    and a `memo` to reuse the network pieces of an earlier compile (the result is the same)."""
+    a `memo` to reuse the network pieces of an earlier compile (the result is the same), and
+    `pipelines` to compile against other declarations than pipelines/ (tests renumber tables)."""
     if host not in topo.hosts:
         raise KeyError(host)
     if graph is not None and graph.focus not in (None, host):
         raise ValueError(f"graph focused on {graph.focus}, not {host}")
-    return HostCompiler(graph or TopologyGraph(topo, focus=host), host, memo).compile(datapath_type)
+    return HostCompiler(graph or TopologyGraph(topo, focus=host), host, memo, pipelines).compile(datapath_type)
 
 
-def compile_all(topo: Topology, datapath_type: str | None = None, memo: PieceMemo | None = None) -> dict[str, HostProgram]:
+def compile_all(topo: Topology, datapath_type: str | None = None, memo: PieceMemo | None = None,
+                pipelines: Pipelines | None = None) -> dict[str, HostProgram]:
     graph = TopologyGraph(topo)
-    return {h: compile_host(topo, h, datapath_type, graph, memo) for h in sorted(topo.hosts)}
+    return {h: compile_host(topo, h, datapath_type, graph, memo, pipelines) for h in sorted(topo.hosts)}

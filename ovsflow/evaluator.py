@@ -34,62 +34,31 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Iterable
 
+from .fields import FIELDS
 from .flow import (
     IN_PORT,
-    NXM_NAMES,
-    OFPVID_PRESENT,
     Flow,
     GotoTable,
     Group,
     GroupEntry,
     Learn,
+    Load,
     Move,
     Output,
     PopVlan,
     PushVlan,
     SetField,
 )
-from .packet import FIELD_WIDTHS, Frame
-from .program import BridgeProgram, HostProgram, PortConfig
+from .packet import Frame
+from .pipeline import openflow_problem
+from .program import TUNNEL_TYPES, BridgeProgram, HostProgram, PortConfig
 
-TUNNEL_TYPES = frozenset({"vxlan", "gre", "geneve"})
 MAX_DEPTH = 64  # OVS's MAX_DEPTH of nested resubmit/goto/patch translation
 MAX_RESUBMITS = 4096  # OVS's MAX_RESUBMITS per translation
 MAX_TUNNEL_HOPS = 10_000  # a fabric-wide forwarding loop guard
 
-# Match prerequisites (ovs-fields(7)): field -> dl_type it needs in the same match.
-PREREQUISITES: dict[str, int] = {
-    "arp_op": 0x0806,
-    "arp_spa": 0x0806,
-    "arp_tpa": 0x0806,
-    "arp_sha": 0x0806,
-    "arp_tha": 0x0806,
-    "ipv6_src": 0x86DD,
-    "ipv6_dst": 0x86DD,
-    "icmpv6_type": 0x86DD,
-    "nd_target": 0x86DD,
-    "nd_sll": 0x86DD,
-    "nd_tll": 0x86DD,
-}
-
-
 class EvaluationError(Exception):
     """The program does something the evaluator cannot model, or OVS would refuse or loop on."""
-
-
-@dataclass(frozen=True, slots=True)
-class Load:
-    """NXM load of a constant into the low bits of a field: what learn()'s `load:` specs become
-    in the learned flow (OVS shows them the same way in dump-flows)."""
-
-    dst: str
-    value: int
-    n_bits: int | None = None
-
-    def ofctl(self) -> str:
-        bits = "" if self.n_bits is None else f"0..{self.n_bits - 1}"
-        value = hex(self.value) if self.value > 9 else str(self.value)
-        return f"load:{value}->{NXM_NAMES[self.dst]}[{bits}]"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,60 +175,12 @@ class FabricResult:
 # Checking and matching flows
 
 
-def _vlan_state(flow: Flow) -> bool | None:
-    """Whether the flow's match proves a VLAN header present (True), absent (False), or neither."""
-    m = flow.match_dict
-    if "dl_vlan" in m:
-        return True
-    if "vlan_tci" in m:
-        value, mask = m["vlan_tci"] if isinstance(m["vlan_tci"], tuple) else (m["vlan_tci"], 0xFFFF)
-        if mask & OFPVID_PRESENT:
-            return bool(value & OFPVID_PRESENT)
-    return None
-
-
 def check_flow(flow: Flow, groups: dict[int, GroupEntry] | None = None) -> None:
-    """Refuse what ovs-ofctl -O OpenFlow14 would refuse (see module doc); raise EvaluationError."""
-    m = flow.match_dict
-    for name in m:
-        need = PREREQUISITES.get(name)
-        if need is not None and m.get("dl_type") != need:
-            raise EvaluationError(f"{flow}: {name} needs dl_type={need:#06x} in the match")
-    _check_actions(flow, flow.actions, _vlan_state(flow), groups, top=True)
-
-
-def _check_actions(flow: Flow, actions: Iterable, vlan: bool | None,
-                   groups: dict[int, GroupEntry] | None, top: bool) -> None:
-    actions = tuple(actions)
-    dl_type = flow.match_dict.get("dl_type")
-    for i, a in enumerate(actions):
-        if isinstance(a, GotoTable):
-            if not top or i != len(actions) - 1:
-                raise EvaluationError(f"{flow}: goto_table must be the last action")
-            if a.table <= flow.table:
-                raise EvaluationError(f"{flow}: goto_table:{a.table} does not go forward")
-        elif isinstance(a, PopVlan):
-            if vlan is not True:
-                raise EvaluationError(f"{flow}: pop_vlan without a VLAN in the match (OF1.1+)")
-            vlan = False
-        elif isinstance(a, PushVlan):
-            vlan = True
-        elif isinstance(a, SetField):
-            if a.field == "vlan_vid" and vlan is not True:
-                raise EvaluationError(f"{flow}: set_field vlan_vid without a VLAN header")
-            need = PREREQUISITES.get(a.field)
-            if need is not None and dl_type != need:
-                raise EvaluationError(f"{flow}: set_field {a.field} needs dl_type={need:#06x}")
-        elif isinstance(a, (Move, Load)):
-            for name in (a.dst, getattr(a, "src", None)):
-                need = PREREQUISITES.get(name or "")
-                if need is not None and dl_type != need:
-                    raise EvaluationError(f"{flow}: {type(a).__name__.lower()} of {name} needs dl_type={need:#06x}")
-            if a.dst == "vlan_tci":
-                vlan = None
-        elif isinstance(a, Group):
-            if groups is not None and a.group_id not in groups:
-                raise EvaluationError(f"{flow}: group {a.group_id} does not exist")
+    """Refuse what ovs-ofctl -O OpenFlow14 would refuse (pipeline.openflow_problem, the same
+    rules the compiler's output is held to); raise EvaluationError."""
+    problem = openflow_problem(flow, groups)
+    if problem:
+        raise EvaluationError(f"{flow}: {problem}")
 
 
 def matches(flow: Flow, frame: Frame) -> bool:
@@ -512,10 +433,6 @@ class Host:
                 self._note(x, b, frame, depth, f"learn into table {a.table}: {flow}")
             elif isinstance(a, Group):
                 self._group(x, b, a.group_id, frame, depth)
-            elif type(a).__name__ == "Resubmit":  # in case flow.py grows NXAST_RESUBMIT(_TABLE)
-                port = getattr(a, "port", None)
-                looked = frame if port is None else replace(frame, in_port=port)
-                self._table(x, b, a.table, looked, depth + 1)
             else:
                 raise EvaluationError(f"action not modelled: {a!r}")
         return frame, goto
@@ -583,11 +500,11 @@ def learn_flow(spec: Learn, frame: Frame) -> Flow:
     actions: list = []
     for s in spec.specs:
         if s.kind == "output":
-            src_w = FIELD_WIDTHS[s.src]  # type: ignore[index]
+            src_w = FIELDS[s.src].bits  # type: ignore[index]
             n = s.n_bits or src_w
             actions.append(Output((frame.get(s.src) or 0) & ((1 << n) - 1)))  # type: ignore[arg-type]
             continue
-        width = FIELD_WIDTHS[s.dst]  # type: ignore[index]
+        width = FIELDS[s.dst].bits  # type: ignore[index]
         n = s.n_bits or width
         mask = (1 << n) - 1
         if s.kind == "match":

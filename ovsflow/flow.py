@@ -5,110 +5,26 @@ the ovs-ofctl encoder (`ofctl.py`, for render), the Ryu encoder (for the live ap
 flow-table evaluator (for tests). So a Flow holds typed values (ints, not strings), and its
 canonical text form is derived from them, never the other way round.
 
-Field names follow ovs-ofctl(8) ("ovs-fields(7)"), because that is the language operators read.
+Field names follow ovs-ofctl(8) ("ovs-fields(7)"), because that is the language operators read;
+what each field is (width, kind, codes) is in `fields.py`.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Union
 
-# ---------------------------------------------------------------------------------------------
-# Match fields: name -> (kind, bit width). The kind decides how a value is printed and parsed.
-# Order here is the canonical order of fields in a flow's text.
-FIELDS: dict[str, tuple[str, int]] = {
-    "in_port": ("port", 32),
-    "tun_id": ("hex", 64),
-    "dl_vlan": ("int", 12),  # "a VLAN header is present and its VID is N"
-    "vlan_tci": ("hex", 16),  # raw TCI with mask; 0x0000/0x1fff means "no VLAN header"
-    "dl_src": ("mac", 48),
-    "dl_dst": ("mac", 48),
-    "dl_type": ("hex", 16),
-    "nw_proto": ("int", 8),
-    "arp_op": ("int", 16),
-    "arp_spa": ("ipv4", 32),
-    "arp_tpa": ("ipv4", 32),
-    "ipv6_src": ("ipv6", 128),
-    "ipv6_dst": ("ipv6", 128),
-    "icmpv6_type": ("int", 8),
-    "nd_target": ("ipv6", 128),
-}
-FIELD_ORDER = {name: i for i, name in enumerate(FIELDS)}
+from . import fields
+from .fields import FIELD_ORDER, FIELDS, SET_FIELDS, format_value
 
-# Fields that actions may set (set_field) or learn specs may name, with their NXM names.
-NXM_NAMES: dict[str, str] = {
-    "in_port": "NXM_OF_IN_PORT",
-    "tun_id": "NXM_NX_TUN_ID",
-    "vlan_tci": "NXM_OF_VLAN_TCI",
-    "dl_src": "NXM_OF_ETH_SRC",
-    "dl_dst": "NXM_OF_ETH_DST",
-    "nw_proto": "NXM_OF_IP_PROTO",
-    "arp_op": "NXM_OF_ARP_OP",
-    "arp_spa": "NXM_OF_ARP_SPA",
-    "arp_tpa": "NXM_OF_ARP_TPA",
-    "arp_sha": "NXM_NX_ARP_SHA",
-    "arp_tha": "NXM_NX_ARP_THA",
-    "ipv6_src": "NXM_NX_IPV6_SRC",
-    "ipv6_dst": "NXM_NX_IPV6_DST",
-    "nd_target": "NXM_NX_ND_TARGET",
-    "nd_sll": "NXM_NX_ND_SLL",
-    "nd_tll": "NXM_NX_ND_TLL",
-    "icmpv6_type": "NXM_NX_ICMPV6_TYPE",
-}
-# set_field targets use OXM-style names in ovs-ofctl text; kinds for printing their values.
-SET_FIELDS: dict[str, str] = {
-    "vlan_vid": "hex",
-    "tun_id": "hex",
-    "eth_src": "mac",
-    "eth_dst": "mac",
-    "arp_op": "int",
-    "arp_sha": "mac",
-    "arp_tha": "mac",
-    "arp_spa": "ipv4",
-    "arp_tpa": "ipv4",
-    "ipv6_src": "ipv6",
-    "ipv6_dst": "ipv6",
-    "icmpv6_type": "int",
-    "icmpv6_code": "int",
-    "nd_reserved": "hex",  # the NA flags word: R, S, O in the top bits
-    "nd_options_type": "int",  # 1 = source, 2 = target link-layer address option
-    "nd_tll": "mac",
-    "nd_sll": "mac",
-}
-
-OFPVID_PRESENT = 0x1000
+OFPVID_PRESENT = fields.OFPVID_PRESENT
 IN_PORT = 0xFFFFFFF8  # OpenFlow's OFPP_IN_PORT
-
-
-def format_mac(value: int) -> str:
-    return ":".join(f"{(value >> s) & 0xFF:02x}" for s in range(40, -8, -8))
-
-
-def parse_mac(text: str) -> int:
-    parts = text.split(":")
-    if len(parts) != 6 or not all(len(p) == 2 for p in parts):
-        raise ValueError(f"not a MAC address: {text!r}")
-    return int("".join(parts), 16)
-
-
-def format_value(kind: str, value: int) -> str:
-    if kind == "mac":
-        return format_mac(value)
-    if kind == "ipv4":
-        return str(ipaddress.IPv4Address(value))
-    if kind == "ipv6":
-        return str(ipaddress.IPv6Address(value))
-    if kind == "hex":
-        return hex(value)
-    return str(value)
-
 
 MatchValue = Union[int, tuple[int, int]]  # exact value, or (value, mask)
 
 
 def format_match(name: str, value: MatchValue) -> str:
-    kind = FIELDS[name][0]
+    kind = FIELDS[name].kind
     if isinstance(value, tuple):
         v, m = value
         mask_kind = "hex" if kind in ("int", "port") else kind
@@ -154,24 +70,39 @@ class PopVlan:
 
 @dataclass(frozen=True, slots=True)
 class SetField:
-    """OpenFlow 1.2+ set_field; `field` is an OXM-style name from SET_FIELDS."""
+    """OpenFlow 1.2+ set_field; `field` is a set_field spelling from `fields.SET_FIELDS`."""
 
     field: str
     value: int
 
     def ofctl(self) -> str:
-        return f"set_field:{format_value(SET_FIELDS[self.field], self.value)}->{self.field}"
+        return f"set_field:{format_value(SET_FIELDS[self.field].kind, self.value)}->{self.field}"
 
 
 @dataclass(frozen=True, slots=True)
 class Move:
     """NXM move (copy bits between fields), e.g. for an ARP responder swapping addresses."""
 
-    src: str  # match/NXM field name from NXM_NAMES
+    src: str  # a field with an NXM name (fields.NXM_FIELDS)
     dst: str
 
     def ofctl(self) -> str:
-        return f"move:{NXM_NAMES[self.src]}[]->{NXM_NAMES[self.dst]}[]"
+        return f"move:{FIELDS[self.src].nxm}[]->{FIELDS[self.dst].nxm}[]"
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """NXM load of a constant into the low bits of a field: what learn()'s `load:` specs become
+    in the learned flow (OVS shows them the same way in dump-flows)."""
+
+    dst: str  # a field with an NXM name
+    value: int
+    n_bits: int | None = None
+
+    def ofctl(self) -> str:
+        bits = "" if self.n_bits is None else f"0..{self.n_bits - 1}"
+        value = hex(self.value) if self.value > 9 else str(self.value)
+        return f"load:{value}->{FIELDS[self.dst].nxm}[{bits}]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +121,7 @@ class LearnSpec:
 
     def ofctl(self) -> str:
         def ref(name: str) -> str:
-            return f"{NXM_NAMES[name]}[{'' if self.n_bits is None else f'0..{self.n_bits - 1}'}]"
+            return f"{FIELDS[name].nxm}[{'' if self.n_bits is None else f'0..{self.n_bits - 1}'}]"
 
         if self.kind == "match":
             if self.src is None:
@@ -235,7 +166,7 @@ class GotoTable:
         return f"goto_table:{self.table}"
 
 
-Action = Union[Output, Group, PushVlan, PopVlan, SetField, Move, Learn, GotoTable]
+Action = Union[Output, Group, PushVlan, PopVlan, SetField, Move, Load, Learn, GotoTable]
 
 # ---------------------------------------------------------------------------------------------
 
@@ -313,7 +244,8 @@ class Bucket:
 
 @dataclass(frozen=True, slots=True)
 class GroupEntry:
-    """An OpenFlow group (type all = head-end replication). Reserved for l2pop flooding."""
+    """An OpenFlow group; ovsflow floods every network through one (type all: a bucket per remote
+    VTEP, which is head-end replication)."""
 
     group_id: int
     type: str

@@ -26,11 +26,11 @@ from typing import Any
 import ovs.db.idl
 import ovs.poller
 
-from .program import BridgeProgram, HostProgram, PortConfig
+from .program import OPENFLOW_VERSIONS, TUNNEL_TYPES, BridgeProgram, HostProgram, PortConfig
 
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
-PROTOCOLS = ["OpenFlow10", "OpenFlow13", "OpenFlow14", "OpenFlow15"]
-OVSFLOW_PORT_TYPES = {"patch", "vxlan", "gre", "geneve"}
+PROTOCOLS = list(OPENFLOW_VERSIONS)
+OVSFLOW_PORT_TYPES = {"patch", *TUNNEL_TYPES}
 LOCAL = 65534  # OFPP_LOCAL: the bridge's own internal port
 TABLES = {
     "Open_vSwitch": ["bridges", "next_cfg", "cur_cfg"],

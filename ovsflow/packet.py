@@ -4,8 +4,8 @@ Only what ovsflow's pipelines look at is modelled: Ethernet addresses, at most o
 (its VID), the ethertype, ARP and IPv6/ND fields, plus the two pieces of metadata OVS keeps next to
 a packet while it walks the tables: the ingress OpenFlow port and the tunnel key (`tun_id`).
 Fields are read and written by their ovs-fields(7)/NXM names (`dl_src`, `vlan_tci`, `tun_id`, ...)
-and by the OXM names that `set_field` uses (`eth_src`, `vlan_vid`, ...), so actions and learn()
-specs from `ovsflow.flow` apply without translation tables elsewhere.
+and by the OXM names that `set_field` uses (`eth_src`, `vlan_vid`, ...): `fields.FIELDS` says which
+attribute holds each, so actions and learn() specs from `ovsflow.flow` apply as they are.
 """
 
 from __future__ import annotations
@@ -13,56 +13,25 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, replace
 
-from .flow import OFPVID_PRESENT, format_mac, parse_mac
+from .fields import (
+    ARP_REPLY,
+    ARP_REQUEST,
+    BROADCAST,
+    ETH_TYPE_ARP,
+    ETH_TYPE_IP,
+    ETH_TYPE_IPV6,
+    IPPROTO_ICMPV6,
+    ND_SOLICIT,
+    OFPVID_PRESENT,
+    field,
+    format_mac,
+    ipv4,
+    ipv6,
+    mac,
+)
 
-BROADCAST = 0xFFFFFFFFFFFF
-ETH_TYPE_IP = 0x0800
-ETH_TYPE_ARP = 0x0806
-ETH_TYPE_IPV6 = 0x86DD
-ARP_REQUEST = 1
-ARP_REPLY = 2
-
-# Bit width of every field the evaluator can read or write (match, NXM and set_field names).
-FIELD_WIDTHS: dict[str, int] = {
-    "in_port": 32,
-    "tun_id": 64,
-    "vlan_tci": 16,
-    "dl_vlan": 12,
-    "vlan_vid": 13,
-    "dl_src": 48,
-    "dl_dst": 48,
-    "eth_src": 48,
-    "eth_dst": 48,
-    "dl_type": 16,
-    "arp_op": 16,
-    "arp_spa": 32,
-    "arp_tpa": 32,
-    "arp_sha": 48,
-    "arp_tha": 48,
-    "ipv6_src": 128,
-    "ipv6_dst": 128,
-    "icmpv6_type": 8,
-    "nd_target": 128,
-    "nd_sll": 48,
-    "nd_tll": 48,
-}
-# OXM (set_field) names that are aliases of match names.
-_ALIASES = {"eth_src": "dl_src", "eth_dst": "dl_dst"}
-_ARP_FIELDS = ("arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha")
-_IPV6_FIELDS = ("ipv6_src", "ipv6_dst", "icmpv6_type", "nd_target", "nd_sll", "nd_tll")
-
-
-def mac(value: str | int) -> int:
-    """A MAC address as an int, from 'aa:bb:..' text or an int."""
-    return value if isinstance(value, int) else parse_mac(value.lower())
-
-
-def ipv4(value: str | int) -> int:
-    return value if isinstance(value, int) else int(ipaddress.IPv4Address(value))
-
-
-def ipv6(value: str | int) -> int:
-    return value if isinstance(value, int) else int(ipaddress.IPv6Address(value))
+__all__ = ["Frame", "ARP_REPLY", "ARP_REQUEST", "BROADCAST", "ETH_TYPE_ARP", "ETH_TYPE_IP", "ETH_TYPE_IPV6",
+           "ipv4", "ipv6", "mac"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +54,14 @@ class Frame:
     arp_tha: int | None = None
     ipv6_src: int | None = None
     ipv6_dst: int | None = None
+    nw_proto: int | None = None
     icmpv6_type: int | None = None
+    icmpv6_code: int | None = None
     nd_target: int | None = None
     nd_sll: int | None = None
     nd_tll: int | None = None
+    nd_reserved: int | None = None
+    nd_options_type: int | None = None
     payload: str = ""
     in_port: int = 0
     tun_id: int = 0
@@ -116,6 +89,17 @@ class Frame:
         return Frame(s, d, ETH_TYPE_ARP, vlan, ARP_REPLY, ipv4(src_ip), ipv4(dst_ip), s, d,
                      payload=payload)
 
+    @staticmethod
+    def neighbour_solicitation(src_mac: str | int, src_ip: str | int, target_ip: str | int,
+                               vlan: int | None = None, payload: str = "") -> "Frame":
+        """An IPv6 neighbour solicitation for target_ip, to its solicited-node multicast group,
+        with the sender's link-layer address option."""
+        m, target = mac(src_mac), ipv6(target_ip)
+        group = 0xFF020000000000000000000000000000 | 0x1FF000000 | (target & 0xFFFFFF)
+        return Frame(m, 0x333300000000 | (group & 0xFFFFFFFF), ETH_TYPE_IPV6, vlan, ipv6_src=ipv6(src_ip),
+                     ipv6_dst=group, nw_proto=IPPROTO_ICMPV6, icmpv6_type=ND_SOLICIT, icmpv6_code=0,
+                     nd_target=target, nd_sll=m, nd_reserved=0, nd_options_type=1, payload=payload)
+
     # -- field access by OVS names ---------------------------------------------------------------
 
     @property
@@ -124,43 +108,28 @@ class Frame:
         return 0 if self.vlan is None else OFPVID_PRESENT | self.vlan
 
     def get(self, name: str) -> int | None:
-        """Value of a match/NXM/OXM field; None when the frame does not carry that header."""
-        name = _ALIASES.get(name, name)
-        if name == "dl_src":
-            return self.eth_src
-        if name == "dl_dst":
-            return self.eth_dst
-        if name == "dl_type":
-            return self.ethertype
+        """Value of a field by its match or set_field name (fields.FIELDS); None when the frame
+        does not carry that header. KeyError for a field the registry does not know."""
+        attr = field(name).frame
+        if attr is not None:
+            return getattr(self, attr)  # type: ignore[no-any-return]
         if name == "vlan_tci":
             return self.tci
         if name == "dl_vlan":
             return self.vlan
-        if name == "vlan_vid":
-            return self.tci & 0x1FFF
-        if name in ("in_port", "tun_id") or name in _ARP_FIELDS or name in _IPV6_FIELDS:
-            return getattr(self, name)
-        raise KeyError(f"evaluator does not model field {name!r}")
+        return self.tci & 0x1FFF  # vlan_vid
 
     def set(self, name: str, value: int) -> "Frame":
         """A copy with one field written, as set_field/load/move would (whole field)."""
-        name = _ALIASES.get(name, name)
-        if name == "dl_src":
-            return replace(self, eth_src=value)
-        if name == "dl_dst":
-            return replace(self, eth_dst=value)
-        if name == "dl_type":
-            return replace(self, ethertype=value)
+        attr = field(name).frame
+        if attr is not None:
+            return replace(self, **{attr: value})
         if name == "vlan_tci":
             # A TCI without the CFI/present bit means "no 802.1Q header" (load:0->NXM_OF_VLAN_TCI[]).
             return replace(self, vlan=(value & 0xFFF) if value & OFPVID_PRESENT else None)
-        if name in ("vlan_vid", "dl_vlan"):
-            # OVS's set_field:N->vlan_vid keeps the header and rewrites the 12 VID bits; the
-            # OFPVID_PRESENT bit in N is accepted and ignored. Callers check a header exists.
-            return replace(self, vlan=value & 0xFFF)
-        if name in ("in_port", "tun_id") or name in _ARP_FIELDS or name in _IPV6_FIELDS:
-            return replace(self, **{name: value})
-        raise KeyError(f"evaluator does not model field {name!r}")
+        # dl_vlan, vlan_vid: OVS's set_field:N->vlan_vid keeps the header and rewrites the 12 VID
+        # bits; the OFPVID_PRESENT bit in N is accepted and ignored. Callers check a header exists.
+        return replace(self, vlan=value & 0xFFF)
 
     def wire(self) -> "Frame":
         """The frame as it appears on a wire: pipeline metadata cleared."""

@@ -18,6 +18,12 @@ COOKIE_MASK = 0xFFFFFFFF_00000000
 COOKIE_STATIC = COOKIE_BASE | 0x0  # the compiled program
 COOKIE_LEARNED = COOKIE_BASE | 0x1  # flows that learn() adds in the switch
 
+# The tunnel port types ovsflow creates (OVS Interface types); the topology schema offers the same.
+TUNNEL_TYPES = ("gre", "vxlan", "geneve")
+# The OpenFlow versions every ovsflow bridge speaks: 1.0 for ovs-ofctl's defaults, 1.3 for Ryu and
+# the ONF bundle extension, 1.4 for bundles and 1.5 for ovs-ofctl's newest syntax.
+OPENFLOW_VERSIONS = ("OpenFlow10", "OpenFlow13", "OpenFlow14", "OpenFlow15")
+
 
 @dataclass(frozen=True)
 class PortConfig:
@@ -25,7 +31,7 @@ class PortConfig:
 
     name: str
     ofport: int
-    type: str = ""  # "" (system/veth/internal handled by the lab), "patch", "vxlan", "gre", "geneve"
+    type: str = ""  # "" (system/veth/internal handled by the lab), "patch", or one of TUNNEL_TYPES
     options: tuple[tuple[str, str], ...] = ()  # sorted (key, value) pairs for Interface options
     comment: str = ""  # e.g. "VM vm1 (blue)" or "tunnel to hv2 192.0.2.12"
 

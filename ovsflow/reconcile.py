@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from . import program
-from .compiler import mac_int
+from .fields import mac
 from .flow import Flow, GroupEntry
 
 if TYPE_CHECKING:
@@ -161,7 +161,7 @@ def moved_macs(old: "Topology", new: "Topology") -> dict[str, dict[int, str]]:
     for p in new.ports.values():
         host = where_old.get((p.network, p.mac))
         if host is not None and host != p.host:
-            out.setdefault(p.network, {})[mac_int(p.mac)] = p.host
+            out.setdefault(p.network, {})[mac(p.mac)] = p.host
     return out
 
 

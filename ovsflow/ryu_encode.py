@@ -20,78 +20,25 @@ import ipaddress
 from typing import Any, Iterable
 
 from . import flow as F
+from .fields import FIELD_ORDER, FIELDS, OFPVID_PRESENT, OXM_OPENFLOW_BASIC, SET_FIELDS, format_mac, parse_mac
 from .flow import Flow, GroupEntry
 
-# --- match fields: ovsflow name -> Ryu OXM name ------------------------------------------------
-# dl_vlan and vlan_tci both become OXM vlan_vid (13 bits incl. OFPVID_PRESENT): see _vlan_to_oxm.
-MATCH_OXM: dict[str, str] = {
-    "in_port": "in_port",
-    "tun_id": "tunnel_id",
-    "dl_src": "eth_src",
-    "dl_dst": "eth_dst",
-    "dl_type": "eth_type",
-    "nw_proto": "ip_proto",
-    "arp_op": "arp_op",
-    "arp_spa": "arp_spa",
-    "arp_tpa": "arp_tpa",
-    "arp_sha": "arp_sha",
-    "arp_tha": "arp_tha",
-    "ipv6_src": "ipv6_src",
-    "ipv6_dst": "ipv6_dst",
-    "icmpv6_type": "icmpv6_type",
-    "nd_target": "ipv6_nd_target",
-    "nd_sll": "ipv6_nd_sll",
-    "nd_tll": "ipv6_nd_tll",
-}
+# --- field tables, derived from the one registry (ovsflow.fields) ---------------------------------
+# dl_vlan and vlan_tci both become OXM vlan_vid (13 bits incl. OFPVID_PRESENT): see canonical_match.
+MATCH_OXM: dict[str, str] = {f.name: f.ryu_oxm for f in FIELDS.values() if f.match and f.ryu_oxm}
 OXM_MATCH = {v: k for k, v in MATCH_OXM.items()}
-FIELD_BITS: dict[str, int] = {
-    "in_port": 32, "tun_id": 64, "dl_vlan": 12, "vlan_tci": 16, "dl_src": 48, "dl_dst": 48,
-    "dl_type": 16, "nw_proto": 8, "arp_op": 16, "arp_spa": 32, "arp_tpa": 32, "arp_sha": 48,
-    "arp_tha": 48, "ipv6_src": 128, "ipv6_dst": 128, "icmpv6_type": 8, "nd_target": 128,
-    "nd_sll": 48, "nd_tll": 48,
-}
-MAC_FIELDS = {"dl_src", "dl_dst", "arp_sha", "arp_tha", "nd_sll", "nd_tll"}
-IPV4_FIELDS = {"arp_spa", "arp_tpa"}
-IPV6_FIELDS = {"ipv6_src", "ipv6_dst", "nd_target"}
-
-# --- set_field targets: ovsflow (OXM-style) name -> Ryu OXM name --------------------------------
-SET_OXM: dict[str, str] = {
-    "vlan_vid": "vlan_vid", "tun_id": "tunnel_id", "eth_src": "eth_src", "eth_dst": "eth_dst",
-    "arp_op": "arp_op", "arp_sha": "arp_sha", "arp_tha": "arp_tha", "arp_spa": "arp_spa",
-    "arp_tpa": "arp_tpa", "ipv6_src": "ipv6_src", "ipv6_dst": "ipv6_dst", "icmpv6_code": "icmpv6_code",
-    "icmpv6_type": "icmpv6_type", "nd_tll": "ipv6_nd_tll", "nd_sll": "ipv6_nd_sll",
-}
+MAC_FIELDS = {f.name for f in FIELDS.values() if f.kind == "mac"}
+IPV4_FIELDS = {f.name for f in FIELDS.values() if f.kind == "ipv4"}
+IPV6_FIELDS = {f.name for f in FIELDS.values() if f.kind == "ipv6"}
+# set_field targets: set_field spelling -> Ryu OXM name (the ERICOXM extensions have none in Ryu)
+SET_OXM: dict[str, str] = {f.set_name: f.ryu_oxm for f in FIELDS.values() if f.set_name and f.ryu_oxm}
 OXM_SET = {v: k for k, v in SET_OXM.items()}
-SET_KIND = {"mac": MAC_FIELDS, "ipv4": IPV4_FIELDS, "ipv6": IPV6_FIELDS}
-
-# --- NXM fields (learn specs, move): ovsflow name -> (Ryu NXM name, bit width) ------------------
-# These are the NXM headers ovs-ofctl puts in NXAST_LEARN / NXAST_REG_MOVE for the names in
-# flow.NXM_NAMES (NXM_OF_IN_PORT is 16 bits, unlike OXM in_port).
-NXM: dict[str, tuple[str, int]] = {
-    "in_port": ("in_port_nxm", 16),
-    "tun_id": ("tunnel_id_nxm", 64),
-    "vlan_tci": ("vlan_tci", 16),
-    "dl_src": ("eth_src_nxm", 48),
-    "dl_dst": ("eth_dst_nxm", 48),
-    "arp_op": ("arp_op_nxm", 16),
-    "arp_spa": ("arp_spa_nxm", 32),
-    "arp_tpa": ("arp_tpa_nxm", 32),
-    "arp_sha": ("arp_sha_nxm", 48),
-    "arp_tha": ("arp_tha_nxm", 48),
-    "ipv6_src": ("ipv6_src_nxm", 128),
-    "ipv6_dst": ("ipv6_dst_nxm", 128),
-    "nd_target": ("nd_target", 128),
-    "nd_sll": ("nd_sll", 48),
-    "nd_tll": ("nd_tll", 48),
-    "icmpv6_type": ("icmpv6_type_nxm", 8),
-}
+# NXM fields (learn specs, move): ovsflow name -> (Ryu NXM name, bit width). These are the NXM
+# headers ovs-ofctl puts in NXAST_LEARN / NXAST_REG_MOVE (NXM_OF_IN_PORT is 16 bits, unlike OXM in_port).
+NXM: dict[str, tuple[str, int]] = {f.name: (f.ryu_nxm, f.nxm_width) for f in FIELDS.values() if f.ryu_nxm}
 # Decoding accepts both the NXM and the OXM spelling OVS may answer with.
 NXM_BACK: dict[str, str] = {ryu: name for name, (ryu, _) in NXM.items()}
-NXM_BACK.update({"in_port": "in_port", "tunnel_id": "tun_id", "eth_src": "dl_src",
-                 "eth_dst": "dl_dst", "arp_op": "arp_op", "arp_spa": "arp_spa",
-                 "arp_tpa": "arp_tpa", "arp_sha": "arp_sha", "arp_tha": "arp_tha",
-                 "ipv6_src": "ipv6_src", "ipv6_dst": "ipv6_dst", "ipv6_nd_target": "nd_target",
-                 "ipv6_nd_sll": "nd_sll", "ipv6_nd_tll": "nd_tll", "icmpv6_type": "icmpv6_type"})
+NXM_BACK.update({f.ryu_oxm: f.name for f in FIELDS.values() if f.ryu_oxm and f.name != "vlan_vid"})
 
 GROUP_TYPES = {"all": 0, "select": 1, "indirect": 2, "ff": 3, "fast_failover": 3}
 GROUP_NAMES = {0: "all", 1: "select", 2: "indirect", 3: "ff"}
@@ -108,7 +55,7 @@ class EncodeError(ValueError):
 def _user_value(name: str, value: int) -> Any:
     """Ryu's OXM codecs take MACs and IPs as text."""
     if name in MAC_FIELDS:
-        return F.format_mac(value)
+        return format_mac(value)
     if name in IPV4_FIELDS:
         return str(ipaddress.IPv4Address(value))
     if name in IPV6_FIELDS:
@@ -120,7 +67,7 @@ def _int_value(name: str, value: Any) -> int:
     if isinstance(value, int):
         return value
     if name in MAC_FIELDS:
-        return F.parse_mac(value)
+        return parse_mac(value)
     return int(ipaddress.ip_address(value))
 
 
@@ -142,23 +89,23 @@ def canonical_match(match: Iterable[tuple[str, F.MatchValue]]) -> tuple[tuple[st
     for name, value in match:
         if name in ("dl_vlan", "vlan_tci"):
             if name == "dl_vlan":
-                v, m = F.OFPVID_PRESENT | (value if isinstance(value, int) else value[0]), 0x1FFF
+                v, m = OFPVID_PRESENT | (value if isinstance(value, int) else value[0]), 0x1FFF
                 if isinstance(value, tuple):
-                    m = F.OFPVID_PRESENT | value[1]
+                    m = OFPVID_PRESENT | value[1]
             else:
                 v, m = (value, 0xFFFF) if isinstance(value, int) else value
                 if m & 0xE000:
                     raise EncodeError(f"VLAN PCP matches are not supported: vlan_tci={v:#x}/{m:#x}")
                 v, m = v & 0x1FFF, m & 0x1FFF
             v &= m
-            if m == 0x1FFF and v & F.OFPVID_PRESENT:
+            if m == 0x1FFF and v & OFPVID_PRESENT:
                 out["dl_vlan"] = v & 0xFFF
             elif m:
                 out["vlan_tci"] = (v, m)
             continue
         if isinstance(value, tuple):
             v, m = value
-            full = _full(FIELD_BITS[name])
+            full = _full(FIELDS[name].bits)
             m &= full
             if m == full:
                 out[name] = v & full
@@ -166,7 +113,7 @@ def canonical_match(match: Iterable[tuple[str, F.MatchValue]]) -> tuple[tuple[st
                 out[name] = (v & m, m)
         else:
             out[name] = value
-    return tuple(sorted(out.items(), key=lambda kv: F.FIELD_ORDER.get(kv[0], 99)))
+    return tuple(sorted(out.items(), key=lambda kv: FIELD_ORDER.get(kv[0], 99)))
 
 
 def _canonical_spec(spec: F.LearnSpec) -> F.LearnSpec:
@@ -190,7 +137,7 @@ def _plainly_canonical(flow: Flow) -> bool:
     vlan_tci, no learn(), fields in FIELD_ORDER order (what Flow.make builds)."""
     last = -1
     for name, value in flow.match:
-        pos = F.FIELD_ORDER.get(name)
+        pos = FIELD_ORDER.get(name)
         if pos is None or pos <= last or name == "vlan_tci" or type(value) is not int:
             return False
         last = pos
@@ -218,7 +165,7 @@ def match_kwargs(match: Iterable[tuple[str, F.MatchValue]]) -> dict[str, Any]:
     kw: dict[str, Any] = {}
     for name, value in canonical_match(match):
         if name == "dl_vlan":
-            kw["vlan_vid"] = F.OFPVID_PRESENT | value  # type: ignore[operator]
+            kw["vlan_vid"] = OFPVID_PRESENT | value  # type: ignore[operator]
         elif name == "vlan_tci":
             v, m = value  # type: ignore[misc]
             kw["vlan_vid"] = v if m == 0x1FFF else (v, m)
@@ -270,10 +217,10 @@ def action(ofp: Any, parser: Any, a: F.Action) -> Any:
     if isinstance(a, F.PopVlan):
         return parser.OFPActionPopVlan()
     if isinstance(a, F.SetField):
-        kind = F.SET_FIELDS[a.field]
+        kind = SET_FIELDS[a.field].kind
         value: Any = a.value
         if kind == "mac":
-            value = F.format_mac(a.value)
+            value = format_mac(a.value)
         elif kind in ("ipv4", "ipv6"):
             value = str(ipaddress.ip_address(a.value))
         if a.field not in SET_OXM:  # an OVS extension field Ryu has no codec for
@@ -475,25 +422,10 @@ def bundle(dp: Any, bundle_id: int, messages: Iterable[Any]) -> list[Any]:
 import struct as _struct  # noqa: E402
 
 _OXM_OFB: dict[str, tuple[int, int]] = {  # ovsflow match name -> (OXM field number, value bytes)
-    "in_port": (0, 4), "dl_dst": (3, 6), "dl_src": (4, 6), "dl_type": (5, 2), "nw_proto": (10, 1),
-    "arp_op": (21, 2), "arp_spa": (22, 4), "arp_tpa": (23, 4), "arp_sha": (24, 6), "arp_tha": (25, 6),
-    "ipv6_src": (26, 16), "ipv6_dst": (27, 16), "icmpv6_type": (29, 1), "nd_target": (31, 16),
-    "nd_sll": (32, 6), "nd_tll": (33, 6), "tun_id": (38, 8),
-}
-_VLAN_VID = 6
-_SET_OFB: dict[str, tuple[int, int]] = {  # set_field name -> (OXM field number, value bytes)
-    "vlan_vid": (6, 2), "tun_id": (38, 8), "eth_src": (4, 6), "eth_dst": (3, 6), "arp_op": (21, 2),
-    "arp_spa": (22, 4), "arp_tpa": (23, 4), "arp_sha": (24, 6), "arp_tha": (25, 6), "ipv6_src": (26, 16),
-    "ipv6_dst": (27, 16), "icmpv6_type": (29, 1), "icmpv6_code": (30, 1), "nd_sll": (32, 6), "nd_tll": (33, 6),
-}
-# OVS extension fields (class ERICOXM_OF, 0x1000, no experimenter id; OVS >= 2.11): the NA flags
-# word and the ND option type, which the IPv6 ND responder rewrites. Ryu 4.34 has no codec for them.
-_ERICOXM = 0x1000
-_SET_ERIC: dict[str, tuple[int, int]] = {"nd_reserved": (1, 4), "nd_options_type": (2, 1)}
-_SET_HEADER: dict[str, tuple[int, int, int]] = {
-    **{name: (0x8000, num, size) for name, (num, size) in _SET_OFB.items()},
-    **{name: (_ERICOXM, num, size) for name, (num, size) in _SET_ERIC.items()},
-}
+    f.name: f.oxm[1:] for f in FIELDS.values() if f.match and f.oxm and f.oxm[0] == OXM_OPENFLOW_BASIC}
+_VLAN_VID = FIELDS["vlan_vid"].oxm[1]  # type: ignore[index]
+_SET_HEADER: dict[str, tuple[int, int, int]] = {  # set_field name -> (OXM class, field number, bytes)
+    f.set_name: f.oxm for f in FIELDS.values() if f.set_name and f.oxm}
 
 
 def set_field_bytes(name: str, value: int) -> bytes:
@@ -549,8 +481,8 @@ _ONF_EXPERIMENTER_ID, _ONF_ET_BUNDLE_ADD = 0x4F4E4600, 2301
 
 def _oxm(field: int, size: int, value: int, mask: int | None) -> bytes:
     if mask is None:
-        return ((0x8000 << 16) | (field << 9) | size).to_bytes(4, "big") + value.to_bytes(size, "big")
-    return (((0x8000 << 16) | (field << 9) | 0x100 | (2 * size)).to_bytes(4, "big")
+        return ((OXM_OPENFLOW_BASIC << 16) | (field << 9) | size).to_bytes(4, "big") + value.to_bytes(size, "big")
+    return (((OXM_OPENFLOW_BASIC << 16) | (field << 9) | 0x100 | (2 * size)).to_bytes(4, "big")
             + value.to_bytes(size, "big") + mask.to_bytes(size, "big"))
 
 
@@ -672,7 +604,7 @@ class FastEncoder:
     def _tlv(self, name: str, value: F.MatchValue) -> tuple[int, bytes]:
         """(OXM field number, TLV) of one canonical match item."""
         if name == "dl_vlan":
-            return (_VLAN_VID, _oxm(_VLAN_VID, 2, F.OFPVID_PRESENT | value, None))  # type: ignore[operator]
+            return (_VLAN_VID, _oxm(_VLAN_VID, 2, OFPVID_PRESENT | value, None))  # type: ignore[operator]
         if name == "vlan_tci":
             v, m = value  # type: ignore[misc]
             return (_VLAN_VID, _oxm(_VLAN_VID, 2, v, None if m == 0x1FFF else m))
@@ -783,7 +715,7 @@ def flow_from_raw(ofp: Any, parser: Any, buf: Any, offset: int, cache: dict[byte
     p, mend = pos + 4, pos + mlen
     while p < mend:
         h = int.from_bytes(buf[p:p + 4], "big")
-        if h >> 16 != 0x8000:
+        if h >> 16 != OXM_OPENFLOW_BASIC:
             raise EncodeError(f"switch flow matches OXM class {h >> 16:#x}")
         field, hasmask, n = (h >> 9) & 0x7F, (h >> 8) & 1, h & 0xFF
         size = n // 2 if hasmask else n
@@ -791,7 +723,7 @@ def flow_from_raw(ofp: Any, parser: Any, buf: Any, offset: int, cache: dict[byte
         m = int.from_bytes(buf[p + 4 + size:p + 4 + n], "big") if hasmask else None
         p += 4 + n
         if field == _VLAN_VID:
-            if m is None and v & F.OFPVID_PRESENT:
+            if m is None and v & OFPVID_PRESENT:
                 match["dl_vlan"] = v & 0xFFF
             else:
                 match["vlan_tci"] = (v & (0x1FFF if m is None else m), 0x1FFF if m is None else m)
@@ -817,7 +749,7 @@ def flow_from_raw(ofp: Any, parser: Any, buf: Any, offset: int, cache: dict[byte
         else:
             raise EncodeError(f"switch flow uses instruction type {itype}, which ovsflow does not use")
         pos += ilen
-    items = tuple(sorted(match.items(), key=lambda kv: F.FIELD_ORDER.get(kv[0], 99)))
+    items = tuple(sorted(match.items(), key=lambda kv: FIELD_ORDER.get(kv[0], 99)))
     if goto is not None:
         actions.append(goto)
     return Flow(table, priority, items, tuple(actions), cookie, hard, idle)

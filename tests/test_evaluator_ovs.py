@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from ovsflow.compiler import compile_host
 from ovsflow.evaluator import Host, Load, Result
 from ovsflow.flow import Output
-from ovsflow.flow import format_mac
+from ovsflow.fields import format_mac
 from ovsflow.model import load_topology, load_topology_data
 from ovsflow.ofctl import flow_lines
 from ovsflow.packet import BROADCAST, ETH_TYPE_ARP, Frame, mac
