@@ -12,7 +12,7 @@ what each field is (width, kind, codes) is in `fields.py`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any, Mapping, Union
 
 from . import fields
 from .fields import FIELD_ORDER, FIELDS, SET_FIELDS, format_value
@@ -196,7 +196,7 @@ class Flow:
     def make(
         table: int,
         priority: int,
-        match: dict[str, MatchValue] | None = None,
+        match: Mapping[str, MatchValue] | None = None,
         actions: tuple[Action, ...] | list[Action] = (),
         cookie: int = 0,
         hard_timeout: int = 0,
@@ -209,7 +209,7 @@ class Flow:
     def match_dict(self) -> dict[str, MatchValue]:
         return dict(self.match)
 
-    def sort_key(self) -> tuple:
+    def sort_key(self) -> tuple[Any, ...]:
         """Table, then priority (high first), then the match by value. Cheap (no text) because
         render sorts every flow; exact and masked values of one field compare as (value, mask)."""
         return (self.table, -self.priority,

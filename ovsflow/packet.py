@@ -123,7 +123,7 @@ class Frame:
         """A copy with one field written, as set_field/load/move would (whole field)."""
         attr = field(name).frame
         if attr is not None:
-            return replace(self, **{attr: value})
+            return replace(self, **{attr: value})  # type: ignore[arg-type]  # an int field, by the registry
         if name == "vlan_tci":
             # A TCI without the CFI/present bit means "no 802.1Q header" (load:0->NXM_OF_VLAN_TCI[]).
             return replace(self, vlan=(value & 0xFFF) if value & OFPVID_PRESENT else None)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Collection, Iterable
+from typing import Any, Collection, Iterable, Mapping
 
 import yaml
 
@@ -52,7 +52,7 @@ class Table:
     tunnel: str | None = None  # the tunnel type whose frames this table receives
     learn_into: int | None = None  # the table learn() in this table writes
 
-    def flow(self, priority: int, match: dict[str, F.MatchValue] | None = None,
+    def flow(self, priority: int, match: Mapping[str, F.MatchValue] | None = None,
              actions: Iterable[F.Action] = (), cookie: int = 0, hard_timeout: int = 0,
              idle_timeout: int = 0) -> F.Flow:
         """A flow in this table (checked later, with the whole program)."""

@@ -1,0 +1,111 @@
+"""One host's program: its table functions' flows, checked against the pipelines, assembled into
+bridges with their ports; per network in steps, reusing an earlier compile's pieces when given."""
+
+from __future__ import annotations
+
+from typing import Generator
+
+from ..flow import Flow
+from ..graph import PATCH_OFPORT, TopologyGraph
+from ..model import Network, Topology
+from ..pipeline import Pipelines
+from ..program import COOKIE_STATIC, HostProgram, PortConfig
+from .integration import IntTables
+from .pieces import NetworkPiece, PieceMemo, assemble, check, finish, keyed
+from .tunnel import TunTables
+
+
+class HostCompiler(TunTables, IntTables):
+    """Compiles one host. Table functions come in two kinds: host-wide ones (`tun_classify`,
+    `tun_from_int`, `tun_learn`) and per-network ones, which take the network and return only its
+    flows (tunnel.py, integration.py)."""
+
+    def __init__(self, graph: TopologyGraph, host: str, memo: PieceMemo | None = None,
+                 pipelines: Pipelines | None = None):
+        super().__init__(graph, host, pipelines)
+        self.memo = memo
+
+
+    # -- assembly ----------------------------------------------------------------------------------
+    def network_piece_steps(self, net: Network, every: int = 1000) -> Generator[None, None, NetworkPiece]:
+        """All of one network's flows on this host, checked against the pipelines, built in steps:
+        yields after about `every` flows' worth of work and returns the piece (`finish` runs it
+        through). A caller that must stay responsive (the live controller compiling ahead while
+        switches connect) does other work at each yield; the result is the same."""
+        tun: list[Flow] = []
+        for gen in (self.tun_key_to_vlan(net), self.tun_unicast(net), self.tun_arp_responder(net),
+                    self.tun_nd_responder(net), self.tun_flood(net)):
+            for f in gen:
+                tun.append(f)
+                if len(tun) % every == 0:
+                    yield
+        int_ = (*self.int_classify(net), *self.int_from_vm(net), *self.int_to_vm(net))
+        group = self.tun_group(net)
+        for i in range(0, len(tun), every):
+            check(self.tun, tuple(tun[i:i + every]), (group,) if group else ())
+            yield
+        check(self.int, int_)
+        (tun_sorted, tun_keys), (int_sorted, int_keys) = keyed(tun), keyed(int_)
+        return NetworkPiece(tun_sorted, int_sorted, group, tun_keys, int_keys)
+
+    def piece_steps(self, net: Network, every: int = 1000) -> Generator[None, None, NetworkPiece]:
+        """The network's piece from the memo if it has one for `piece_key(net)`, else built (in
+        steps, see network_piece_steps) and put there."""
+        if self.memo is None:
+            return (yield from self.network_piece_steps(net, every))
+        key = self.piece_key(net)
+        found = self.memo.lookup(self.host.name, key)
+        if found is None:
+            found = self.memo.store(self.host.name, key, (yield from self.network_piece_steps(net, every)))
+        return found
+
+    def pieces(self) -> list[NetworkPiece]:
+        return [finish(self.piece_steps(net)) for net in self.networks]
+
+    def compile(self, datapath_type: str | None = None) -> HostProgram:
+        pieces = self.pieces()
+        tun_host = (*self.tun_classify(), *self.tun_from_int(), *self.tun_learn(), *self.tun.miss_flows(COOKIE_STATIC))
+        int_host = tuple(self.int.miss_flows(COOKIE_STATIC))
+        groups = tuple(sorted((p.group for p in pieces if p.group is not None), key=lambda g: g.group_id))
+        check(self.tun, tun_host, groups)
+        check(self.int, int_host)
+        dpid_int, dpid_tun = self.graph.datapath_ids(self.host.name)
+        dp_type = datapath_type or self.host.datapath_type
+
+        tun_ports = [PortConfig("patch-int", PATCH_OFPORT, "patch", (("peer", "patch-tun"),), f"patch to {self.host.bridge_int}")]
+        for t in self.tunnels:
+            opts = (("key", "flow"), ("local_ip", self.host.vtep), ("remote_ip", t.remote_ip))
+            tun_ports.append(PortConfig(t.name, t.ofport, t.type, opts, f"{t.type} tunnel to {t.remote} {t.remote_ip}"))
+        int_ports = [PortConfig("patch-tun", PATCH_OFPORT, "patch", (("peer", "patch-int"),), f"patch to {self.host.bridge_tun}")]
+        for port in self.ports:
+            int_ports.append(PortConfig(port.iface, self.vm_ofports[port.name], "", (), f"VM port {port.name} ({port.network}, {port.mac})"))
+        int_ports.sort(key=lambda p: p.ofport)
+
+        int_wide, tun_wide = keyed(int_host), keyed(tun_host)
+        if self.memo is not None:  # host-wide flows change rarely: keep the old objects when equal
+            int_wide = self.memo.same(self.host.name, "int", int_wide)
+            tun_wide = self.memo.same(self.host.name, "tun", tun_wide)
+        int_parts = (int_wide, *((p.int, p.int_keys) for p in pieces))
+        tun_parts = (tun_wide, *((p.tun, p.tun_keys) for p in pieces))
+        br_int = assemble(self.host.bridge_int, "int", dp_type, dpid_int, int_ports, int_parts, ())
+        br_tun = assemble(self.host.bridge_tun, "tun", dp_type, dpid_tun, tun_ports, tun_parts, groups)
+        return HostProgram(self.host.name, self.host.vtep, (br_int, br_tun), dict(self.vlans))
+
+
+
+def compile_host(topo: Topology, host: str, datapath_type: str | None = None, graph: TopologyGraph | None = None,
+                 memo: PieceMemo | None = None, pipelines: Pipelines | None = None) -> HostProgram:
+    """The program of one host. Pass a prebuilt `graph` when compiling many hosts of one topology,
+    a `memo` to reuse the network pieces of an earlier compile (the result is the same), and
+    `pipelines` to compile against other declarations than pipelines/ (tests renumber tables)."""
+    if host not in topo.hosts:
+        raise KeyError(host)
+    if graph is not None and graph.focus not in (None, host):
+        raise ValueError(f"graph focused on {graph.focus}, not {host}")
+    return HostCompiler(graph or TopologyGraph(topo, focus=host), host, memo, pipelines).compile(datapath_type)
+
+
+def compile_all(topo: Topology, datapath_type: str | None = None, memo: PieceMemo | None = None,
+                pipelines: Pipelines | None = None) -> dict[str, HostProgram]:
+    graph = TopologyGraph(topo)
+    return {h: compile_host(topo, h, datapath_type, graph, memo, pipelines) for h in sorted(topo.hosts)}
