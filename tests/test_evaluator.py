@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ovsflow.evaluator import EvaluationError, Host, Load, check_flow, learn_flow
+from ovsflow.evaluator import EvaluationError, Host, check_flow, learn_flow
+from ovsflow.flow import Load
 from ovsflow.flow import (
     IN_PORT,
     Bucket,

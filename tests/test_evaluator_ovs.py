@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ovsflow.compiler import compile_host
-from ovsflow.evaluator import Host, Load, Result
+from ovsflow.evaluator import Host, Result
+from ovsflow.flow import Load
 from ovsflow.flow import Output
 from ovsflow.fields import format_mac
 from ovsflow.model import load_topology, load_topology_data

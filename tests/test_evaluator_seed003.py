@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from ovsflow.compiler import compile_host
-from ovsflow.evaluator import TUNNEL_TYPES, Fabric, FabricResult
+from ovsflow.evaluator import Fabric, FabricResult
+from ovsflow.program import TUNNEL_TYPES
 from ovsflow.model import Topology, load_topology, load_topology_data, read_document
 from ovsflow.packet import BROADCAST, Frame, mac
 from ovsflow.program import COOKIE_LEARNED

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from ovsflow.compiler import compile_host
-from ovsflow.evaluator import TUNNEL_TYPES, Fabric, FabricResult
+from ovsflow.evaluator import Fabric, FabricResult
+from ovsflow.program import TUNNEL_TYPES
 from ovsflow.flow import Output
 from ovsflow.model import Topology, load_topology_data, read_document
 from ovsflow.packet import ARP_REPLY, ARP_REQUEST, BROADCAST, ETH_TYPE_ARP, Frame, ipv4, mac
