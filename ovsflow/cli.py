@@ -11,6 +11,7 @@ import click
 
 from . import __version__
 from .model import Topology, TopologyError, load_topology
+from .problems import escape
 
 EXIT_INVALID = 2
 
@@ -25,7 +26,8 @@ def _load(path: str) -> Topology:
 
 
 def _fail(message: str, code: int = EXIT_INVALID) -> None:
-    click.echo(f"ovsflow: {message}", err=True)
+    """One line on stderr: names in `message` may come from the command line or the file."""
+    click.echo(f"ovsflow: {escape(message)}", err=True)
     sys.exit(code)
 
 
@@ -36,7 +38,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("topology", type=click.Path(dir_okay=False))
+@click.argument("topology")
 def validate(topology: str) -> None:
     """Check TOPOLOGY (YAML or JSON) against the schema and the semantic rules."""
     topo = _load(topology)
@@ -44,7 +46,7 @@ def validate(topology: str) -> None:
 
 
 @main.command()
-@click.argument("topology", type=click.Path(dir_okay=False))
+@click.argument("topology")
 @click.option("--host", "host", metavar="NAME", help="The host (hypervisor) to render.")
 @click.option("--all-hosts", is_flag=True, help="Render every host (needs --output-dir).")
 @click.option("--output-dir", type=click.Path(file_okay=False), help="Write one file per host here.")

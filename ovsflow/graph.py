@@ -17,14 +17,16 @@ from typing import Hashable, Iterable
 
 import networkx as nx
 
+from .limits import TUNNEL_OFPORTS, VM_OFPORTS
 from .model import Network, Port, Topology
 
 TUNNEL_TYPES = ("gre", "vxlan", "geneve")
 
-# OpenFlow port number plan (ofport_request). 1 is the patch port on both bridges.
+# OpenFlow port number plan (ofport_request). 1 is the patch port on both bridges; VM ports take
+# VM_OFPORTS on br-int and tunnels TUNNEL_OFPORTS on br-tun (model.py refuses topologies that
+# need more, so the allocators below always find a free value for a validated topology).
 PATCH_OFPORT = 1
-VM_OFPORTS = range(2, 32768)  # br-int
-TUNNEL_OFPORTS = range(32768, 65280)  # br-tun; 0xff00 and up are reserved by OpenFlow
+__all__ = ["TUNNEL_OFPORTS", "VM_OFPORTS", "PATCH_OFPORT", "TopologyGraph", "allocate"]
 
 
 def allocate(items: Iterable[tuple[Hashable, int]], space: range, pinned: dict[Hashable, int] | None = None) -> dict[Hashable, int]:

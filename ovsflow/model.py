@@ -6,49 +6,25 @@ sees exactly which field of which file is wrong. All problems are reported at on
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import json
 import re
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 import jsonschema
-import yaml
 
-MAX_LOCAL_VLANS = 4094
+from .limits import MAX_DEPTH, MAX_LOCAL_VLANS, TUNNEL_OFPORTS, VM_OFPORTS
+from .load import read_document
+from .problems import Problem, TopologyError
 
-
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    path: str  # dotted path to the field, e.g. "ports.vm1.mac" ("" for the document itself)
-    message: str
-    value: Any = None
-    has_value: bool = True
-
-    def __str__(self) -> str:
-        where = self.path or "(top)"
-        text = f"{self.file}: {where}: {self.message}"
-        if self.has_value:
-            text += f" ({_short(self.value)})"
-        return text
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = json.dumps(value, sort_keys=True, default=str) if not isinstance(value, str) else value
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-class TopologyError(Exception):
-    """Raised with every problem found; str() is one line per problem."""
-
-    def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
+__all__ = ["MAX_LOCAL_VLANS", "Problem", "TopologyError", "read_document"]
 
 
 # Hosts, networks and ports are NamedTuples: immutable like frozen dataclasses, but ~10x cheaper to
@@ -98,91 +74,6 @@ class Topology:
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading files
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 scalars: `12:00:00:00:01:01` stays a string (YAML 1.1 would read a
-    base-60 integer), `no`/`on` stay strings, and duplicate keys are an error, not silently dropped."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    ch: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool")]
-    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
-)
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
-    list("-+0123456789."),
-)
-
-
-def _construct_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
-    text = loader.construct_scalar(node)  # type: ignore[arg-type]
-    return int(text, 0) if text.lower().startswith(("0x", "0o")) else int(text)
-
-
-_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark
-            )
-        seen[key] = key_node.start_mark.line
-    return loader.construct_mapping(node)
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _json_pairs(pairs: list[tuple[str, Any]]) -> dict:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        seen: set[str] = set()
-        for k, _ in pairs:
-            if k in seen:
-                raise ValueError(f"duplicate key {k!r}")
-            seen.add(k)
-    return out
-
-
-def read_document(path: str | Path) -> Any:
-    """Parse a YAML or JSON file; any failure is a TopologyError naming the file and position."""
-    name = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TopologyError([Problem(name, "", f"cannot read file: {exc.__class__.__name__}: {exc}", has_value=False)])
-    if name.endswith(".json"):
-        try:
-            return json.loads(text, object_pairs_hook=_json_pairs)
-        except ValueError as exc:
-            raise TopologyError([Problem(name, "", f"invalid JSON: {exc}", has_value=False)])
-    try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        what = getattr(exc, "problem", None) or str(exc)
-        context = getattr(exc, "context", None)
-        msg = f"invalid YAML at {where}: {what}" if where else f"invalid YAML: {what}"
-        if context and context not in msg:
-            msg += f" ({context})"
-        raise TopologyError([Problem(name, "", msg, has_value=False)])
-
-
-# ---------------------------------------------------------------------------------------------
 # Schema
 
 
@@ -191,11 +82,26 @@ def schema() -> dict:
     return json.loads(resources.files("ovsflow").joinpath("schema/topology.schema.json").read_text())
 
 
+def _pattern(validator: Any, pattern: str, instance: Any, schema: dict) -> Iterable[jsonschema.ValidationError]:
+    """JSON Schema's `$` ends the string; Python's `re.search` also lets it match before a final
+    newline, which would let "hv1\\n" pass as a name."""
+    if isinstance(instance, str) and not re.search(_anchored(pattern), instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+@cache
+def _anchored(pattern: str) -> str:
+    return pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern
+
+
 @lru_cache(maxsize=1)
 def _validator() -> jsonschema.protocols.Validator:
-    cls = jsonschema.Draft202012Validator
-    cls.check_schema(schema())
-    return cls(schema(), format_checker=cls.FORMAT_CHECKER)
+    """The reference validator, strict: a float (5.0, 1e3) or a boolean is not an integer."""
+    base = jsonschema.Draft202012Validator
+    base.check_schema(schema())
+    checker = base.TYPE_CHECKER.redefine("integer", lambda _c, v: isinstance(v, int) and not isinstance(v, bool))
+    cls = jsonschema.validators.extend(base, validators={"pattern": _pattern}, type_checker=checker)
+    return cls(schema(), format_checker=base.FORMAT_CHECKER)
 
 
 def _dotted(parts: Iterable[Any]) -> str:
@@ -213,11 +119,85 @@ def _fast_validator() -> Any:
     return jsonschema_rs.validator_for(schema(), validate_formats=True)
 
 
+@lru_cache(maxsize=1)
+def _integer_paths() -> tuple[tuple[str, ...], ...]:
+    """Paths of the schema's integer fields ("*" for any name): jsonschema-rs, like the JSON Schema
+    specification, counts 5.0 as an integer, so those fields are checked for floats after it."""
+    defs, out = schema()["$defs"], []
+
+    def walk(node: dict, path: tuple[str, ...]) -> None:
+        if "$ref" in node:
+            node = defs[node["$ref"].rsplit("/", 1)[1]]
+        if node.get("type") == "integer":
+            out.append(path)
+        for key, sub in node.get("properties", {}).items():
+            walk(sub, path + (key,))
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"], path + ("*",))
+
+    walk(schema(), ())
+    return tuple(out)
+
+
+def _float_in_integer_field(data: Any) -> bool:
+    for path in _integer_paths():
+        nodes = [data]
+        for part in path:
+            nodes = [x for n in nodes if isinstance(n, dict) for x in (n.values() if part == "*" else [n[part]] if part in n else [])]
+        if any(type(n) is float for n in nodes):
+            return True
+    return False
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return "binary data (!!binary)"
+    if isinstance(value, (set, frozenset)):
+        return "a set (!!set)"
+    if isinstance(value, (dt.date, dt.time)):
+        return "a date or time (!!timestamp)"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return f"a {type(value).__name__}"
+
+
+def type_problems(data: Any, source: str, limit: int = 100) -> list[Problem]:
+    """What JSON cannot hold (non-string keys, dates, binary data, sets) and nesting deeper than
+    MAX_DEPTH, found before the schema validators, which choke on them."""
+    out: list[Problem] = []
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), data)]
+    while stack and len(out) < limit:
+        path, value = stack.pop()
+        if len(path) > MAX_DEPTH:
+            out.append(Problem(source, _dotted(path[:MAX_DEPTH]), f"nested deeper than {MAX_DEPTH} levels (the limit)", has_value=False))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str):
+                    stack.append((path + (key,), item))
+                else:
+                    out.append(Problem(source, _dotted(path + (key,)), f"a mapping key must be a string, not {_kind(key)}", key))
+        elif isinstance(value, list):
+            stack.extend((path + (i,), item) for i, item in enumerate(value))
+        elif not isinstance(value, (str, int, float)) and value is not None:
+            out.append(Problem(source, _dotted(path), f"not a value a topology can hold: {_kind(value)}", value))
+    return sorted(out, key=lambda p: p.path)
+
+
 def schema_problems(data: Any, source: str) -> list[Problem]:
     fast = _fast_validator()
-    if fast is not None and fast.is_valid(data):
-        return []
-    problems: list[Problem] = []
+    if fast is not None:
+        try:
+            if fast.is_valid(data) and not _float_in_integer_field(data):
+                return []
+        except (ValueError, TypeError, OverflowError, RecursionError):  # types JSON has not: words below
+            pass
+    problems = type_problems(data, source)
+    if problems:
+        return problems
     for err in _validator().iter_errors(data):
         path = list(err.absolute_path)
         if err.validator == "additionalProperties" and isinstance(err.instance, dict):
@@ -236,7 +216,10 @@ def schema_problems(data: Any, source: str) -> list[Problem]:
             continue
         problems.append(Problem(source, _dotted(path), _schema_message(err), err.instance))
     if not problems and fast is not None:  # the two validators disagree: trust the stricter one
-        problems = [Problem(source, _dotted(e.instance_path), e.message, has_value=False) for e in fast.iter_errors(data)]
+        try:
+            problems = [Problem(source, _dotted(e.instance_path), e.message, has_value=False) for e in fast.iter_errors(data)]
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+            problems = [Problem(source, "", f"cannot validate: {exc}", has_value=False)]
     problems.sort(key=lambda p: (p.path, p.message))
     return problems
 
@@ -347,7 +330,7 @@ def semantic_problems(topo: Topology) -> list[Problem]:
     src = topo.source
     out: list[Problem] = []
 
-    def dup(kind: str, items: Iterable[tuple[str, Any, str]]) -> None:
+    def dup(kind: str, items: Iterable[tuple[str, Any, Any]]) -> None:
         seen: dict[Any, str] = {}
         for path, key, shown in items:
             if key in seen:
@@ -448,8 +431,32 @@ def semantic_problems(topo: Topology) -> list[Problem]:
                 out.append(Problem(src, f"networks.{name}.vlan", f"local VLAN already pinned by network {pinned[vlan]}, which shares host {host}", vlan))
             else:
                 pinned[vlan] = name
+    out += _capacity_problems(topo, per_host)
     # de-duplicate (the same pinned clash can show on several hosts)
     unique: dict[str, Problem] = {}
-    for p in out:
-        unique.setdefault(str(p), p)
-    return sorted(unique.values(), key=lambda p: p.path)
+    for problem in out:
+        unique.setdefault(str(problem), problem)
+    return sorted(unique.values(), key=lambda problem: problem.path)
+
+
+def _capacity_problems(topo: Topology, per_host: dict[str, set[str]]) -> list[Problem]:
+    """Limits the switch's numbering cannot exceed, so graph.py's allocators always find a value."""
+    src, out = topo.source, []
+    counts: dict[str, int] = {}
+    for p in topo.ports.values():
+        counts[p.host] = counts.get(p.host, 0) + 1
+    for host, n in sorted(counts.items()):
+        if host in topo.hosts and n > len(VM_OFPORTS):
+            out.append(Problem(src, f"hosts.{host}", f"has {n} ports; at most {len(VM_OFPORTS)} fit on its integration bridge "
+                                                       f"(OpenFlow ports {VM_OFPORTS.start}-{VM_OFPORTS.stop - 1})", n))
+    if 3 * (len(topo.hosts) - 1) > len(TUNNEL_OFPORTS):  # one tunnel per remote host and tunnel type
+        hosts_of: dict[str, set[str]] = {}
+        for host, nets in per_host.items():
+            for net in nets:
+                hosts_of.setdefault(net, set()).add(host)
+        for host, nets in sorted(per_host.items()):
+            peers = {(h, topo.networks[n].tunnel) for n in nets for h in hosts_of[n] if h != host}
+            if len(peers) > len(TUNNEL_OFPORTS):
+                out.append(Problem(src, f"hosts.{host}", f"needs {len(peers)} tunnel ports; at most {len(TUNNEL_OFPORTS)} fit on its "
+                                                           f"tunnel bridge (OpenFlow ports {TUNNEL_OFPORTS.start}-{TUNNEL_OFPORTS.stop - 1})", len(peers)))
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .pipeline import load_pipeline
+from .problems import escape
 from .program import COOKIE_STATIC, BridgeProgram
 
 # What ovs-ofctl dump-flows prints for our static flows, so a script can leave everything else alone.
@@ -29,5 +30,6 @@ def group_lines(bridge: BridgeProgram) -> list[str]:
 
 
 def flow_file(bridge: BridgeProgram, header: str = "") -> str:
-    head = [f"# {line}" if line else "#" for line in header.splitlines()] if header else []
+    # one comment line per header line, whatever characters the header holds
+    head = [f"# {escape(line)}" if line else "#" for line in header.split("\n")] if header else []
     return "\n".join(head + flow_lines(bridge)) + "\n"

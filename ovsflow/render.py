@@ -1,25 +1,32 @@
 """`ovsflow render`: a host's program as one idempotent POSIX sh script an operator can read and run.
 
 The script (1) creates or updates the bridges and ports in one ovs-vsctl transaction per bridge, with
-fail_mode and protocols set in the same transaction that creates the bridge (FACTS.md: toggling them
-later clears flows), (2) removes ports ovsflow made earlier that the topology no longer has, and
+fail_mode and protocols set in the same transaction that creates the bridge (toggling them later
+clears the bridge's flows), (2) removes ports ovsflow made earlier that the topology no longer has, and
 (3) loads each bridge's flows with `ovs-ofctl --bundle replace-flows` (one atomic transaction). Flows
 that are not ovsflow's static program (learned MACs, other tools' flows) are read back from the switch
 and kept, so running the script again changes nothing and flushes nothing.
 
 It uses plain `ovs-vsctl`/`ovs-ofctl BRIDGE`, so `OVS_RUNDIR=/dir sh script` targets a private OVS.
+
+Nothing from the input reaches the script unquoted: names the schema limits to safe characters are
+checked again here (`word`) before they appear bare, other values go through `shlex.quote`, and
+text in comments (the file's name, port names, MACs) has line breaks and control characters escaped,
+so it cannot end the comment's line.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 
 from . import __version__
 from .compiler import compile_host
 from .graph import TopologyGraph
-from .ofctl import STATIC_COOKIE_TEXT, flow_lines
-from .program import BridgeProgram, HostProgram
 from .model import Topology
+from .ofctl import STATIC_COOKIE_TEXT, flow_lines
+from .problems import escape
+from .program import BridgeProgram, HostProgram
 
 PROTOCOLS = "OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15"
 OWNER_KEY = "ovsflow-bridge"  # Interface external_ids key marking ports ovsflow created
@@ -29,36 +36,54 @@ def q(value: str) -> str:
     return shlex.quote(value)
 
 
+_WORD = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
+def word(value: object) -> str:
+    """A name that appears bare in a command line: only characters no shell treats specially."""
+    text = str(value)
+    if not _WORD.fullmatch(text):
+        raise ValueError(f"refusing to put {escape(text)!r} unquoted in a shell script")
+    return text
+
+
+def c(value: object) -> str:
+    """Text for a comment: one line whatever it holds."""
+    return escape(str(value))
+
+
 def _ovsdb_map(pairs: tuple[tuple[str, str], ...]) -> str:
     return "{" + ", ".join(f'{k}="{v}"' for k, v in pairs) + "}"
 
 
 def bridge_vsctl(b: BridgeProgram, controller: str | None) -> list[str]:
     """One ovs-vsctl transaction: bridge with its settings, then every port with its exact settings."""
+    name = word(b.name)
     args = [
-        f"--may-exist add-br {b.name}",
-        f"set Bridge {b.name} datapath_type={b.datapath_type} fail_mode=secure protocols={PROTOCOLS}"
+        f"--may-exist add-br {name}",
+        f"set Bridge {name} datapath_type={word(b.datapath_type)} fail_mode=secure protocols={PROTOCOLS}"
         f" other_config:datapath-id={b.datapath_id:016x}",
     ]
     for p in b.ports:
-        settings = [f"ofport_request={p.ofport}", f"external_ids:{OWNER_KEY}={b.name}"]
+        settings = [f"ofport_request={int(p.ofport)}", f"external_ids:{OWNER_KEY}={name}"]
         if p.type:
-            settings.insert(0, f"type={p.type}")
+            settings.insert(0, f"type={word(p.type)}")
             settings.insert(1, q(f"options={_ovsdb_map(p.options)}"))
-        args.append(f"--may-exist add-port {b.name} {p.name}")
-        args.append(f"set Interface {p.name} " + " ".join(settings))
+        args.append(f"--may-exist add-port {name} {word(p.name)}")
+        args.append(f"set Interface {word(p.name)} " + " ".join(settings))
     lines = ["ovs-vsctl \\"] + [f"  -- {a} \\" for a in args]
     lines[-1] = lines[-1][: -len(" \\")]
     if controller:
         lines += [
             "# Controller only when it differs: setting it again would clear the bridge's flows.",
-            f'[ "$(ovs-vsctl get-controller {b.name})" = {q(controller)} ] || ovs-vsctl set-controller {b.name} {q(controller)}',
+            f'[ "$(ovs-vsctl get-controller {name})" = {q(controller)} ] || ovs-vsctl set-controller {name} {q(controller)}',
         ]
     return lines
 
 
 def stale_ports(b: BridgeProgram) -> list[str]:
-    wanted = " ".join(p.name for p in b.ports)
+    wanted = " ".join(word(p.name) for p in b.ports)
+    word(b.name)
     return [
         f"# Ports ovsflow added to {b.name} earlier that the topology no longer has.",
         f"for p in $(ovs-vsctl --bare --columns=name find Interface external_ids:{OWNER_KEY}={b.name}); do",
@@ -68,7 +93,8 @@ def stale_ports(b: BridgeProgram) -> list[str]:
 
 
 def load_flows(b: BridgeProgram) -> list[str]:
-    tag = "OVSFLOW_" + b.role.upper() + "_FLOWS"
+    tag = "OVSFLOW_" + word(b.role).upper() + "_FLOWS"
+    word(b.name)
     return [
         f"# {b.name}: {len(b.flows)} flows, replaced in one bundle. Flows that are not ovsflow's static",
         "# program (learned MACs, other tools' flows) are read back and kept.",
@@ -86,6 +112,7 @@ def set_groups(b: BridgeProgram) -> list[str]:
     (one atomic bundle). Every group on an ovsflow bridge is ovsflow's."""
     if not b.groups:
         return []
+    word(b.name)
     lines = [
         f"# {b.name}: {len(b.groups)} flood groups (head-end replication lists), set before the flows use them.",
         f"groups_now=$(ovs-ofctl -O OpenFlow14 dump-groups {b.name} | sed -n 's/^ *//p' | grep '^group_id=' || true)",
@@ -95,13 +122,14 @@ def set_groups(b: BridgeProgram) -> list[str]:
         "}",
         "changes=$(",
     ]
-    lines += [f"  group_mod {g.group_id} {q(g.ofctl())}" for g in b.groups]
+    lines += [f"  group_mod {int(g.group_id)} {q(g.ofctl())}" for g in b.groups]
     lines += [")", f'[ -z "$changes" ] || printf \'%s\\n\' "$changes" | ovs-ofctl -O OpenFlow14 bundle {b.name} -']
     return lines
 
 
 def delete_stale_groups(b: BridgeProgram) -> list[str]:
-    wanted = " ".join(str(g.group_id) for g in b.groups)
+    wanted = " ".join(str(int(g.group_id)) for g in b.groups)
+    word(b.name)
     return [
         "# Groups no flow uses any more (after the flows moved off them).",
         f"for g in $(ovs-ofctl -O OpenFlow14 dump-groups {b.name} | sed -n 's/^ *group_id=\\([0-9]*\\),.*/\\1/p'); do",
@@ -115,8 +143,8 @@ def script_for(program: HostProgram, topo: Topology) -> str:
     vlans = ", ".join(f"{n}={v}" for n, v in sorted(program.local_vlans.items(), key=lambda kv: kv[1])) or "none"
     lines = [
         "#!/bin/sh",
-        f"# ovsflow {__version__} render of host {program.host} (VTEP {program.vtep}) from {topo.source}",
-        f"# Local VLANs: {vlans}",
+        f"# ovsflow {__version__} render of host {c(program.host)} (VTEP {c(program.vtep)}) from {c(topo.source)}",
+        f"# Local VLANs: {c(vlans)}",
         "# Idempotent: run it again and nothing changes. Target a private OVS with OVS_RUNDIR=/its/rundir.",
         "set -eu",
         "",
@@ -124,7 +152,7 @@ def script_for(program: HostProgram, topo: Topology) -> str:
     ]
     for b in (int_b, tun_b):
         for p in b.ports:
-            lines.append(f"#   {b.name} ofport {p.ofport:>5}  {p.name:<15} {p.comment}")
+            lines.append(c(f"#   {b.name} ofport {p.ofport:>5}  {p.name:<15} {p.comment}"))
         lines += bridge_vsctl(b, topo.controller)
         lines += stale_ports(b)
         lines.append("")
@@ -135,7 +163,7 @@ def script_for(program: HostProgram, topo: Topology) -> str:
         if b.role == "tun":
             lines += delete_stale_groups(b)
         lines.append("")
-    lines.append(f'echo "ovsflow: {program.host}: {int_b.name} {len(int_b.flows)} flows, {tun_b.name} {len(tun_b.flows)} flows"')
+    lines.append(f'echo "ovsflow: {word(program.host)}: {word(int_b.name)} {len(int_b.flows)} flows, {word(tun_b.name)} {len(tun_b.flows)} flows"')
     return "\n".join(lines) + "\n"
 
 
@@ -150,6 +178,6 @@ def render_flows(topo: Topology, host: str, roles: tuple[str, ...] = ("int", "tu
     for role in roles:
         b = program.bridge(role)
         if len(roles) > 1:
-            out.append(f"# ===== {b.name} (host {host}) =====")
+            out.append(c(f"# ===== {b.name} (host {host}) ====="))
         out += flow_lines(b)
     return "\n".join(out) + "\n"
