@@ -1,17 +1,16 @@
 """The pure diff behind the live app: what a switch has vs what the compiler wants -> the changes.
 
-Rules (issue 4): only flows carrying the ovsflow cookie (program.COOKIE_BASE under COOKIE_MASK) are
-ever modified or deleted; flows that learn() added (COOKIE_LEARNED) are kept; a switch that already
+Rules: only flows carrying the ovsflow cookie (program.COOKIE_BASE under COOKIE_MASK) are ever
+modified or deleted; flows that learn() added (COOKIE_LEARNED) are kept; a switch that already
 holds the program gets an empty plan (zero flow-mods). Both sides must be in the canonical form of
-`ryu_encode.canonical_flow` so that equal flows compare equal.
+`openflow.encode.canonical_flow` so that equal flows compare equal.
 
 A flow's identity is (table, priority, match), as in OpenFlow: a second ADD with the same identity
 replaces the first. A changed flow is a `modify` when only its actions differ (MODIFY_STRICT keeps
 its counters), and a `replace` (an ADD over it) when its cookie or timeouts differ too.
 
 Groups have no cookie in OpenFlow 1.3/1.4, so ownership is by bridge: every group on a bridge
-ovsflow programs is ovsflow's (the rule `render` follows too), unless the compiler defines an id
-range (program.GROUP_ID_BASE/GROUP_ID_MASK). `owns_group` overrides it.
+ovsflow programs is ovsflow's (the rule `render` follows too); `owns_group` narrows that.
 """
 
 from __future__ import annotations
@@ -41,12 +40,9 @@ def key(f: Flow) -> FlowKey:
     return (f.table, f.priority, f.match)
 
 
-def default_owns_group(desired_ids: set[int]) -> Callable[[int], bool]:
-    base = getattr(program, "GROUP_ID_BASE", None)
-    mask = getattr(program, "GROUP_ID_MASK", None)
-    if base is not None and mask is not None:
-        return lambda gid: gid & mask == base or gid in desired_ids
-    return lambda gid: True
+def owns_every_group(group_id: int) -> bool:
+    """The default: on a bridge ovsflow programs, every group is ovsflow's."""
+    return True
 
 
 @dataclass(frozen=True)
@@ -76,10 +72,6 @@ class Plan:
     @property
     def n_flow_mods(self) -> int:
         return len(self.flow_adds) + len(self.flow_modifies) + len(self.flow_replaces) + len(self.flow_deletes)
-
-    @property
-    def n_group_mods(self) -> int:
-        return len(self.group_adds) + len(self.group_modifies) + len(self.group_deletes)
 
     def summary(self) -> str:
         return (f"added={len(self.flow_adds)} modified={len(self.flow_modifies) + len(self.flow_replaces)} "
@@ -134,7 +126,7 @@ def plan(
 
     gwant = {g.group_id: g for g in desired_groups}
     ghave = {g.group_id: g for g in actual_groups}
-    owns = owns_group or default_owns_group(set(gwant))
+    owns = owns_group or owns_every_group
     g_adds = [g for gid, g in sorted(gwant.items()) if gid not in ghave]
     g_mods = [g for gid, g in sorted(gwant.items()) if gid in ghave and ghave[gid] != g]
     g_dels = [g for gid, g in sorted(ghave.items()) if gid not in gwant and owns(gid)]

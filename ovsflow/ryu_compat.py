@@ -46,8 +46,9 @@ def _opts() -> list:
         cfg.StrOpt("ovsflow-topology", default=None,
                    help="ovsflow topology file (YAML/JSON); fallback: $OVSFLOW_TOPOLOGY"),
         cfg.FloatOpt("ovsflow-poll-interval", default=0.05,
-                     help="seconds between checks of the topology file for changes and for SIGHUP; a "
-                          "changed file is loaded once it has been still for one interval (0: never)"),
+                     help="seconds between polls of the topology file, the fallback where inotify "
+                          "reports nothing; a change found by polling is loaded once the file has been "
+                          "still for one interval (0: no polling; inotify and SIGHUP still reload)"),
         cfg.IntOpt("ovsflow-compile-ahead", default=200_000,
                    help="flows to compile, in the background, for hosts whose switches have not "
                         "connected (so they find their program ready after a controller restart); "
