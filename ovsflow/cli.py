@@ -166,9 +166,11 @@ DEFAULT_LAB = Path(__file__).resolve().parent.parent / "labs" / "03-seed003" / "
 def demo(topology: str | None, keep: bool, name: str) -> None:
     """The main job on the built-in default: bring up a lab (seed 003: three hypervisors, two
     tenants, VXLAN and GRE), program it with ovsflow, prove the connectivity matrix, show what
-    learn() put in table 20, and tear it all down. Exit 0 only if every check passed."""
+    learn() put in br-tun's unicast table, and tear it all down. Exit 0 only if every check passed."""
+    from .compiler import LEARN_TABLE
     from .lab import lab as labmod
     from .lab.check import format_matrix, run_check
+    from .program import COOKIE_LEARNED
 
     if os.geteuid() != 0:
         _fail("the lab needs root (network namespaces and Open vSwitch)")
@@ -184,8 +186,9 @@ def demo(topology: str | None, keep: bool, name: str) -> None:
         first = sorted(topo.hosts)[0]
         ovs = labmod.host_ovs(state, first)
         tun = topo.hosts[first].bridge_tun
-        learned = [ln for ln in ovs.dump_flows(tun, "table=20") if "cookie=0x6f76736600000001" in ln]
-        click.echo(f"== {first} {tun} table 20 after the check: {len(learned)} MAC entries learned by learn()")
+        table = LEARN_TABLE
+        learned = [ln for ln in ovs.dump_flows(tun, f"table={table}") if f"cookie={COOKIE_LEARNED:#x}" in ln]
+        click.echo(f"== {first} {tun} table {table} after the check: {len(learned)} MAC entries learned by learn()")
         for line in learned[:6]:
             click.echo(f"   {line}")
         ok = result.ok and bool(learned)

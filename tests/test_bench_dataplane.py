@@ -39,7 +39,9 @@ def test_dataplane_benchmark_quick(tmp_path: Path, lab_base: Path) -> None:
             [run] = samples[variant]
             # the TCP stream is cached in both hypervisors' datapaths while it runs
             assert min(run["megaflows_active"]) >= 1 and min(run["megaflows"]) >= min(run["megaflows_active"])
-            assert all(u >= 0 for u in run["upcalls"]) and min(run["dp_packets"]) > 0
+            # after the warm-up the stream runs from the datapath cache: upcalls are a tiny share
+            # of the packets (a pipeline that defeated caching would send most of them up)
+            assert min(run["dp_packets"]) > 1000 and max(run["upcalls"]) <= 0.01 * min(run["dp_packets"]), run
             assert len(run["active_flows"]) == 2 and all(run["active_flows"])
             assert min(run["vswitchd_cpu_s"]) > 0  # each switch burns CPU moving the stream
         assert samples["pipeline"][0]["controller_flows"] == 0  # render mode: nothing can packet-in

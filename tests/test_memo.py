@@ -21,10 +21,11 @@ def test_memo_compile_equals_compile_from_scratch(data: dict, edits: list) -> No
     compile_all(load_topology_data(data, "old"), memo=memo)
     for kind, pick in edits:
         try:
-            data = edit(data, kind, pick)
-            topo = load_topology_data(data, "new")
+            candidate = edit(data, kind, pick)
+            topo = load_topology_data(candidate, "new")
         except TopologyError:
-            return  # the edit made an invalid topology: nothing to compare
+            continue  # an invalid edit is refused (the controller keeps its program): try the next one
+        data = candidate
         memo = PieceMemo(memo)
         with_memo, scratch = compile_all(topo, memo=memo), compile_all(topo)
         for host in scratch:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from dataclasses import dataclass, field
 
+from ovsflow.compiler import LEARN_TABLE
 from ovsflow.program import COOKIE_LEARNED
 
 from . import lab as labmod
@@ -69,15 +70,15 @@ class Exercise:
         return parse_tunnel_packets(capture_during(self.state, action, pcap_filter=pcap_filter))
 
     def learned(self, host: str) -> list[str]:
-        """Flows learn() put in br-tun's table 20 on `host`."""
+        """Flows learn() put in br-tun's unicast table on `host`."""
         tun = self.state.hosts[host]["bridge_tun"]
-        return self.ovs(host).dump_flows(tun, f"table=20,{LEARNED}")
+        return self.ovs(host).dump_flows(tun, f"table={LEARN_TABLE},{LEARNED}")
 
     def forget(self) -> None:
         """Back to a cold start: delete learned flows everywhere and flush every VM's ARP cache,
         so the exercise (and its check) can be repeated."""
         for host, info in self.state.hosts.items():
-            self.ovs(host).ofctl("del-flows", info["bridge_tun"], f"table=20,{LEARNED}")
+            self.ovs(host).ofctl("del-flows", info["bridge_tun"], f"table={LEARN_TABLE},{LEARNED}")
         for port in self.state.vms:
             self.run(port, "ip", "neigh", "flush", "all")
 
