@@ -27,7 +27,11 @@ from typing import Mapping
 ETH_TYPE_IP = 0x0800
 ETH_TYPE_ARP = 0x0806
 ETH_TYPE_IPV6 = 0x86DD
+IPPROTO_ICMP = 1
+IPPROTO_TCP = 6
+IPPROTO_UDP = 17
 IPPROTO_ICMPV6 = 58
+ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST = 0, 8
 ARP_REQUEST, ARP_REPLY = 1, 2
 ND_SOLICIT, ND_ADVERT = 135, 136
 BROADCAST = 0xFFFFFFFFFFFF
@@ -35,6 +39,7 @@ MULTICAST_BIT = 0x010000000000  # the group bit of the first octet
 OFPVID_PRESENT = 0x1000  # OpenFlow's "a VLAN header is present" bit of vlan_vid
 OXM_OPENFLOW_BASIC = 0x8000  # OXM class of the standard fields
 OXM_ERICSSON = 0x1000  # OVS's ERICOXM_OF class (nd_reserved, nd_options_type), no experimenter id
+OXM_NXM_1 = 0x0001  # Nicira's NXM_1 class, which OVS also accepts inside OpenFlow 1.2+ matches (nw_ttl)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +71,8 @@ def _needs(*pairs: tuple[str, int | tuple[int, ...]]) -> tuple[tuple[str, frozen
 _ARP = _needs(("dl_type", ETH_TYPE_ARP))
 _IP6 = _needs(("dl_type", ETH_TYPE_IPV6))
 _ICMP6 = _needs(("dl_type", ETH_TYPE_IPV6), ("nw_proto", IPPROTO_ICMPV6))
+_IP4 = _needs(("dl_type", ETH_TYPE_IP))
+_ICMP4 = _needs(("dl_type", ETH_TYPE_IP), ("nw_proto", IPPROTO_ICMP))
 _BASIC = OXM_OPENFLOW_BASIC
 
 # Order is the canonical order of fields in a flow's text (renders depend on it: append new ones).
@@ -118,6 +125,17 @@ _ALL = (
           prereqs=_ICMP6, frame="nd_reserved"),
     Field("nd_options_type", 8, "int", match=False, oxm=(OXM_ERICSSON, 2, 1), set_name="nd_options_type",
           prereqs=_ICMP6, frame="nd_options_type"),
+    # IPv4, for routing. ovs-ofctl matches nw_src/nw_dst and sets ip_src/ip_dst (the OXM spelling).
+    Field("nw_src", 32, "ipv4", oxm=(_BASIC, 11, 4), nxm="NXM_OF_IP_SRC", ryu_oxm="ipv4_src",
+          ryu_nxm="ipv4_src_nxm", set_name="ip_src", prereqs=_IP4, frame="nw_src"),
+    Field("nw_dst", 32, "ipv4", oxm=(_BASIC, 12, 4), nxm="NXM_OF_IP_DST", ryu_oxm="ipv4_dst",
+          ryu_nxm="ipv4_dst_nxm", set_name="ip_dst", prereqs=_IP4, frame="nw_dst"),
+    Field("nw_ttl", 8, "int", oxm=(OXM_NXM_1, 29, 1), nxm="NXM_NX_IP_TTL", ryu_oxm="nw_ttl", set_name="nw_ttl",
+          prereqs=_needs(("dl_type", (ETH_TYPE_IP, ETH_TYPE_IPV6))), frame="nw_ttl"),
+    Field("icmp_type", 8, "int", oxm=(_BASIC, 19, 1), nxm="NXM_OF_ICMP_TYPE", ryu_oxm="icmpv4_type",
+          ryu_nxm="icmpv4_type_nxm", set_name="icmp_type", prereqs=_ICMP4, frame="icmp_type"),
+    Field("icmp_code", 8, "int", oxm=(_BASIC, 20, 1), nxm="NXM_OF_ICMP_CODE", ryu_oxm="icmpv4_code",
+          ryu_nxm="icmpv4_code_nxm", set_name="icmp_code", prereqs=_ICMP4, frame="icmp_code"),
 )
 
 FIELDS: Mapping[str, Field] = {f.name: f for f in _ALL}

@@ -69,6 +69,16 @@ class PopVlan:
 
 
 @dataclass(frozen=True, slots=True)
+class DecTtl:
+    """Decrement the IPv4 TTL / IPv6 hop limit. A frame whose TTL is already 0 or 1 is not sent on
+    (OVS stops the actions); ovsflow's routing tables drop those frames by match before, so no
+    packet-in for an expired TTL can ever reach a controller."""
+
+    def ofctl(self) -> str:
+        return "dec_ttl"
+
+
+@dataclass(frozen=True, slots=True)
 class SetField:
     """OpenFlow 1.2+ set_field; `field` is a set_field spelling from `fields.SET_FIELDS`."""
 
@@ -166,7 +176,7 @@ class GotoTable:
         return f"goto_table:{self.table}"
 
 
-Action = Union[Output, Group, PushVlan, PopVlan, SetField, Move, Load, Learn, GotoTable]
+Action = Union[Output, Group, PushVlan, PopVlan, SetField, Move, Load, Learn, DecTtl, GotoTable]
 
 # ---------------------------------------------------------------------------------------------
 

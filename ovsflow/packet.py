@@ -20,7 +20,10 @@ from .fields import (
     ETH_TYPE_ARP,
     ETH_TYPE_IP,
     ETH_TYPE_IPV6,
+    ICMP_ECHO_REQUEST,
+    IPPROTO_ICMP,
     IPPROTO_ICMPV6,
+    IPPROTO_UDP,
     ND_SOLICIT,
     OFPVID_PRESENT,
     field,
@@ -55,6 +58,11 @@ class Frame:
     ipv6_src: int | None = None
     ipv6_dst: int | None = None
     nw_proto: int | None = None
+    nw_src: int | None = None  # IPv4
+    nw_dst: int | None = None
+    nw_ttl: int | None = None  # IPv4 TTL or IPv6 hop limit
+    icmp_type: int | None = None
+    icmp_code: int | None = None
     icmpv6_type: int | None = None
     icmpv6_code: int | None = None
     nd_target: int | None = None
@@ -88,6 +96,20 @@ class Frame:
         s, d = mac(src_mac), mac(dst_mac)
         return Frame(s, d, ETH_TYPE_ARP, vlan, ARP_REPLY, ipv4(src_ip), ipv4(dst_ip), s, d,
                      payload=payload)
+
+    @staticmethod
+    def ipv4(src_mac: str | int, dst_mac: str | int, src_ip: str | int, dst_ip: str | int,
+             proto: int = IPPROTO_UDP, ttl: int = 64, vlan: int | None = None, payload: str = "") -> "Frame":
+        """An IPv4 packet (UDP unless told otherwise) with the given TTL."""
+        return Frame(mac(src_mac), mac(dst_mac), ETH_TYPE_IP, vlan, nw_proto=proto, nw_src=ipv4(src_ip),
+                     nw_dst=ipv4(dst_ip), nw_ttl=ttl, payload=payload)
+
+    @staticmethod
+    def icmp_echo(src_mac: str | int, dst_mac: str | int, src_ip: str | int, dst_ip: str | int,
+                  ttl: int = 64, vlan: int | None = None, payload: str = "") -> "Frame":
+        """An ICMP echo request (ping)."""
+        return replace(Frame.ipv4(src_mac, dst_mac, src_ip, dst_ip, IPPROTO_ICMP, ttl, vlan, payload),
+                       icmp_type=ICMP_ECHO_REQUEST, icmp_code=0)
 
     @staticmethod
     def neighbour_solicitation(src_mac: str | int, src_ip: str | int, target_ip: str | int,
@@ -139,7 +161,13 @@ class Frame:
         parts = [f"{format_mac(self.eth_src)}>{format_mac(self.eth_dst)}"]
         if self.vlan is not None:
             parts.append(f"vlan={self.vlan}")
-        if self.ethertype == ETH_TYPE_ARP and self.arp_op is not None:
+        if self.ethertype == ETH_TYPE_IP and self.nw_src is not None:
+            src, dst = ipaddress.IPv4Address(self.nw_src), ipaddress.IPv4Address(self.nw_dst or 0)
+            kind = {1: "icmp", 6: "tcp", 17: "udp"}.get(self.nw_proto or 0, f"proto {self.nw_proto}")
+            if self.icmp_type is not None:
+                kind += f" type {self.icmp_type}"
+            parts.append(f"ip {src} > {dst} {kind} ttl={self.nw_ttl}")
+        elif self.ethertype == ETH_TYPE_ARP and self.arp_op is not None:
             spa = ipaddress.IPv4Address(self.arp_spa or 0)
             tpa = ipaddress.IPv4Address(self.arp_tpa or 0)
             if self.arp_op == ARP_REQUEST:

@@ -20,7 +20,7 @@ from typing import Any, Collection, Iterable, Mapping
 import yaml
 
 from . import flow as F
-from .fields import FIELDS, MATCH_FIELDS, OFPVID_PRESENT, field as field_named
+from .fields import ETH_TYPE_IP, ETH_TYPE_IPV6, FIELDS, MATCH_FIELDS, OFPVID_PRESENT, field as field_named
 
 ACTION_KINDS: dict[type, str] = {
     F.Output: "output",
@@ -31,6 +31,7 @@ ACTION_KINDS: dict[type, str] = {
     F.Move: "move",
     F.Load: "load",
     F.Learn: "learn",
+    F.DecTtl: "dec_ttl",
     F.GotoTable: "goto_table",
 }
 ROLES = ("int", "tun")
@@ -216,6 +217,9 @@ def _actions_problem(flow: F.Flow, actions: tuple[F.Action, ...], match: dict[st
                     return problem
             if a.dst == "vlan_tci":
                 vlan = None
+        elif isinstance(a, F.DecTtl):
+            if match.get("dl_type") not in (ETH_TYPE_IP, ETH_TYPE_IPV6):
+                return "dec_ttl needs dl_type=0x0800|0x86dd in the match"
         elif isinstance(a, F.Group):
             if groups is not None and a.group_id not in groups:
                 return f"group {a.group_id} does not exist"

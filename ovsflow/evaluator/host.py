@@ -11,6 +11,7 @@ from ..fields import FIELDS
 from ..flow import (
     IN_PORT,
     Action,
+    DecTtl,
     Flow,
     GotoTable,
     Group,
@@ -145,6 +146,13 @@ class Host:
                 if frame.vlan is None:
                     raise EvaluationError(f"pop_vlan on an untagged frame:\n{x.trace.tail()}")
                 frame = replace(frame, vlan=None)
+            elif isinstance(a, DecTtl):
+                if frame.nw_ttl is None:
+                    raise EvaluationError(f"dec_ttl on a frame without IP:\n{x.trace.tail()}")
+                if frame.nw_ttl <= 1:  # OVS: no decrement, the rest of the actions does not run
+                    self._note(x, b, frame, depth, f"dec_ttl: TTL {frame.nw_ttl} expired, dropped")
+                    return frame, None
+                frame = replace(frame, nw_ttl=frame.nw_ttl - 1)
             elif isinstance(a, Load):
                 frame = _load(frame, a.dst, a.value, a.n_bits)
             elif isinstance(a, Move):
