@@ -47,7 +47,8 @@ def hand_made() -> tuple[list[Flow], list[GroupEntry]]:
                        cookie=COOKIE_STATIC, hard_timeout=30, idle_timeout=10)
     push = Flow.make(0, 4, {"in_port": 3}, [F.PushVlan(0x8100), F.SetField("vlan_vid", 0x1005), F.Output(1)],
                      cookie=COOKIE_STATIC)
-    return [arp, flood, masked, push], [group]
+    route = Flow.make(0, 5, {"dl_type": 0x0800}, [F.DecTtl(), F.Output(2)], cookie=COOKIE_STATIC)
+    return [arp, flood, masked, push, route], [group]
 
 
 def all_flows(topology: str) -> list[Flow]:

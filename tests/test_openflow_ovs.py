@@ -1,12 +1,11 @@
-"""Flow -> Ryu message encoding, proven against a real OVS and against OVS's own tool.
+"""The OpenFlow codec and its Ryu oracle, proven against a real OVS and against OVS's own tool.
 
-The claim: installing the compiler's flows as Ryu-built OpenFlow messages leaves a switch in
-exactly the state `ovs-ofctl -O OpenFlow14 --bundle add-flows` of the same flows' text does, and
-reading that switch back through Ryu's parser gives the compiled Flows again (canonical form), so
+The claim: installing the compiler's flows as the codec's bytes (or as Ryu-built messages, the
+oracle) leaves a switch in exactly the state `ovs-ofctl -O OpenFlow14 --bundle add-flows` of the same
+flows' text does, and reading that switch back gives the compiled Flows again (canonical form), so
 the live app's diff of an up-to-date switch is empty.
 
-Ryu's messages are serialized by Ryu and written to the bridge's management socket by a minimal
-OpenFlow client (below): the bytes OVS receives are exactly what ryu-manager would send.
+Messages are written to the bridge's management socket by a minimal OpenFlow client (below).
 """
 
 from __future__ import annotations
@@ -20,7 +19,10 @@ import pytest
 from ryu.ofproto import ofproto_parser, ofproto_protocol, ofproto_v1_3, ofproto_v1_4
 
 from ovsflow import flow as F
-from ovsflow import ryu_encode as R
+from ovsflow.openflow import bundle as B
+from ovsflow.openflow import decode as D
+from ovsflow.openflow import encode as E
+from ovsflow.openflow import oracle as R
 from ovsflow.compiler import compile_all
 from ovsflow.flow import Flow, GroupEntry
 from ovsflow.model import load_topology
@@ -180,19 +182,7 @@ def test_flow_mod_round_trip(topology: str, version: int) -> None:
         got = Flow(back.table_id, back.priority, R.decode_match(back.match),
                    R.decode_instructions(dp.ofproto, back.instructions), back.cookie,
                    back.hard_timeout, back.idle_timeout)
-        assert got == R.canonical_flow(f), f.ofctl()
-
-
-def test_canonical_match_spellings() -> None:
-    """Spellings OVS treats as one match collapse to one canonical form."""
-    assert R.canonical_match([("vlan_tci", (0x1064, 0x1FFF))]) == (("dl_vlan", 100),)
-    assert R.canonical_match([("dl_vlan", 100)]) == (("dl_vlan", 100),)
-    assert R.canonical_match([("vlan_tci", (0x0000, 0x1FFF))]) == (("vlan_tci", (0, 0x1FFF)),)
-    assert R.canonical_match([("tun_id", (0x65, 0xFFFFFFFFFFFFFFFF))]) == (("tun_id", 0x65),)
-    assert R.canonical_match([("dl_dst", (0x0300000000AB, 0x010000000000))]) == (
-        ("dl_dst", (0x010000000000, 0x010000000000)),)
-    with pytest.raises(R.EncodeError):
-        R.canonical_match([("vlan_tci", (0x2000, 0xE000))])
+        assert got == E.canonical_flow(f), f.ofctl()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -217,7 +207,7 @@ def test_ryu_install_equals_ofctl_install(ovs, topology: str, version: int) -> N
             client = OFClient(ovs.mgmt(r), version)
             try:
                 assert sorted(client.flows(), key=Flow.sort_key) == sorted(
-                    (R.canonical_flow(f) for f in b.flows), key=Flow.sort_key)
+                    (E.canonical_flow(f) for f in b.flows), key=Flow.sort_key)
             finally:
                 client.close()
 
@@ -235,86 +225,57 @@ def test_groups_moves_masks_equal_ofctl(ovs) -> None:
     client = OFClient(ovs.mgmt("rh"), ofproto_v1_4.OFP_VERSION)
     try:
         assert sorted(client.flows(), key=Flow.sort_key) == sorted(
-            (R.canonical_flow(f) for f in flows), key=Flow.sort_key)
-        assert client.groups() == [R.canonical_group(g) for g in groups]
+            (E.canonical_flow(f) for f in flows), key=Flow.sort_key)
+        assert client.groups() == [E.canonical_group(g) for g in groups]
     finally:
         client.close()
 
 
-@pytest.mark.parametrize("version", VERSIONS.values(), ids=VERSIONS.keys())
-@pytest.mark.parametrize("topology", TOPOLOGIES)
-def test_fast_encoder_bytes_equal_ryu(topology: str, version: int) -> None:
-    """The bulk path writes byte-for-byte what Ryu's objects serialize to (flow-mods and bundle-adds)."""
-    dp = ofproto_protocol.ProtocolDesc(version)
-    fast = R.FastEncoder(dp)
-    programs = compile_all(load_topology(DATA / topology))
-    flows = [f for p in programs.values() for b in p.bridges for f in b.flows] + hand_made()[0]
-    for f in flows:
-        for command in ("add", "modify", "delete"):
-            mod = R.flow_mod(dp, f, command)
-            mod.set_xid(77)
-            mod.serialize()
-            assert fast.flow_mod(f, command, 77) == bytes(mod.buf), (command, f.ofctl())
-            add = R.bundle_add(dp, 3, R.flow_mod(dp, f, command))
-            add.set_xid(78)
-            add.serialize()
-            assert fast.bundle_add(3, fast.flow_mod(f, command, 78), 78) == bytes(add.buf)
-
-
-@pytest.mark.parametrize("topology", TOPOLOGIES)
-def test_encode_flows_equals_one_flow_at_a_time(topology: str) -> None:
-    """The batch encoder (memos shared between flows) gives each flow the bytes the one-flow paths
-    give: canonical form, ADD tail (= Ryu's, by the test above) and wire key."""
-    fast = R.FastEncoder(ofproto_protocol.ProtocolDesc(ofproto_v1_4.OFP_VERSION))
-    programs = compile_all(load_topology(DATA / topology))
-    flows = [f for p in programs.values() for b in p.bridges for f in b.flows] + hand_made()[0]
-    batch = fast.encode_flows(flows)
-    assert len(batch) == len(flows)
-    for f, (canon, tail, key) in zip(flows, batch):
-        assert canon == R.canonical_flow(f)
-        assert tail == fast.flow_mod_tail(f, "add"), f.ofctl()
-        assert key == fast.flow_key(canon), f.ofctl()
-
-
 @pytest.mark.ovs
 @pytest.mark.parametrize("version", VERSIONS.values(), ids=VERSIONS.keys())
-def test_raw_flow_stats_decoder_equals_ryu(ovs, version: int) -> None:
-    """The bulk reader (bytes -> Flow) agrees with Ryu's parser + decode_* on a real switch's reply."""
+def test_codec_reads_a_real_switch_like_ryu_and_installs_like_ofctl(ovs, version: int) -> None:
+    """A real switch's flow-stats and group-desc replies decode (codec) to what Ryu's parser and
+    the oracle's decoder say, and to the program; the codec's bundle installs what ovs-ofctl does."""
     programs = compile_all(load_topology(DATA / "seed003-mixed.yaml"))
     tun = programs["hv1"].bridge("tun")
     flows, groups = hand_made()
-    fresh_bridge(ovs, "rb")
-    install_with_ryu(ovs, "rb", [*tun.flows, *flows], [*tun.groups, *groups], version)
-    client = OFClient(ovs.mgmt("rb"), version)
+    everything, all_groups = [*tun.flows, *flows], [*tun.groups, *groups]
+    fresh_bridge(ovs, "ob")
+    install_with_ofctl(ovs, "ob", everything, all_groups)
+    fresh_bridge(ovs, "cb")
+    client = OFClient(ovs.mgmt("cb"), version)
     try:
+        enc = E.Encoder(version)
+        data = B.control(version, 1, "open", 1)
+        for i, g in enumerate(all_groups):
+            data += B.add(version, 1, enc.group_mod(g, "add", 10 + i), 10 + i)
+        for i, f in enumerate(everything):
+            data += B.add(version, 1, enc.flow_mod(f, "add", 1000 + i), 1000 + i)
+        client.sock.sendall(data + B.control(version, 1, "commit", 2))
+        client.xid = 5000
+        client.barrier()
+        assert dump(ovs, "cb") == dump(ovs, "ob")
         p = client.dp.ofproto_parser
-        xid = client.send(p.OFPFlowStatsRequest(client.dp))
-        raw: list[tuple[bytes, int]] = []
-        while True:
-            msg = client.recv()
-            if msg.xid != xid:
-                continue
-            buf, off = bytes(msg.buf), 16
-            while off < len(buf):
-                raw.append((buf, off))
-                off += int.from_bytes(buf[off:off + 2], "big")
-            if not msg.flags & client.dp.ofproto.OFPMPF_REPLY_MORE:
-                break
-        cache: dict = {}
-        fast = [R.flow_from_raw(client.dp.ofproto, p, b, o, cache) for b, o in raw]
-        by_ryu = [R.flow_from_stats(client.dp.ofproto, p.OFPFlowStats.parser(b, o)) for b, o in raw]
-        assert fast == by_ryu
-        # As the app sees it: Ryu's reply parser with lazy entries, transparent to attribute readers.
-        R.install_lazy_flow_stats()
-        bufs = sorted({b for b, _ in raw}, key=lambda b: raw.index(next(x for x in raw if x[0] is b)))
-        entries = []
-        for b in bufs:
-            msg = ofproto_parser.msg(client.dp, *ofproto_parser.header(b), b)
-            entries += msg.body
-        assert all(isinstance(e, R.LazyFlowStats) for e in entries)
-        assert R.flows_from_stats(client.dp.ofproto, p, entries) == fast
-        assert [e.cookie for e in entries] == [f.cookie for f in fast]  # parsed on demand by Ryu
-        assert sorted(fast, key=Flow.sort_key) == sorted(
-            (R.canonical_flow(f) for f in [*tun.flows, *flows]), key=Flow.sort_key)
+        for request, decode_mine, decode_ryu in (
+                (p.OFPFlowStatsRequest(client.dp), D.flows_from_reply,
+                 lambda s: R.flow_from_stats(client.dp.ofproto, s)),
+                (p.OFPGroupDescStatsRequest(client.dp), D.groups_from_reply,
+                 lambda g: R.group_from_desc(client.dp.ofproto, g))):
+            xid = client.send(request)
+            mine, ryu = [], []
+            while True:
+                msg = client.recv()
+                if msg.xid != xid:
+                    continue
+                mine += decode_mine(bytes(msg.buf))
+                ryu += [decode_ryu(e) for e in msg.body]
+                if not msg.flags & client.dp.ofproto.OFPMPF_REPLY_MORE:
+                    break
+            assert mine == ryu
+            if decode_mine is D.flows_from_reply:
+                assert sorted(mine, key=Flow.sort_key) == sorted(map(E.canonical_flow, everything), key=Flow.sort_key)
+            else:
+                assert sorted(mine, key=lambda g: g.group_id) == sorted(map(E.canonical_group, all_groups),
+                                                                       key=lambda g: g.group_id)
     finally:
         client.close()

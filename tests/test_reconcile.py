@@ -8,7 +8,7 @@ import pytest
 
 from ovsflow import flow as F
 from ovsflow import reconcile as RC
-from ovsflow import ryu_encode as R
+from ovsflow.openflow import encode as R
 from ovsflow.compiler import compile_all
 from ovsflow.flow import Flow, GroupEntry
 from ovsflow.model import load_topology

@@ -218,6 +218,8 @@ def action(data: bytes) -> F.Action:
         return F.PopVlan()
     if t == 22:
         return F.Group(u32(data, 4))
+    if t == 24:
+        return F.DecTtl()
     if t == 25:
         h = u32(data, 4)
         name = W.SET_NAME.get((h >> 16, (h >> 9) & 0x7F))

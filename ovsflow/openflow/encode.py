@@ -41,6 +41,7 @@ _OUTPUT = struct.Struct("!HHIH6x")
 _GROUP = struct.Struct("!HHI")
 _PUSH_VLAN = struct.Struct("!HHH2x")
 _POP_VLAN = struct.pack("!HH4x", 18, 8)
+_DEC_NW_TTL = struct.pack("!HH4x", 24, 8)
 _NX_HEAD = struct.Struct("!HHIH")
 _REG_MOVE = struct.Struct("!HHHII")
 _LEARN = struct.Struct("!HHHQHBxHH")
@@ -212,6 +213,8 @@ def action_bytes(a: F.Action) -> bytes:
         return set_field_bytes(a.field, a.value)
     if isinstance(a, F.PopVlan):
         return _POP_VLAN
+    if isinstance(a, F.DecTtl):
+        return _DEC_NW_TTL
     if isinstance(a, F.Group):
         return _GROUP.pack(22, 8, a.group_id)
     if isinstance(a, F.PushVlan):
