@@ -232,7 +232,8 @@ def _slow_yaml(text: str, name: str) -> Any:
 # directives (%), block scalars (| >), merge keys (<), explicit keys (?), reserved (@ `), escapes,
 # tabs and CR, control characters, and the line breaks YAML 1.1 has and 1.2 does not.
 _BEYOND_FAST = re.compile("[!&*%|><?@`\t\r\\\\\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ufeff\ud800-\udfff]")
-_MARKERS = ("\n---", "\n...", '":', "':", ":}", ":,", ":]")
+# Also integers fastyaml reads and YAML 1.2's core schema does not (0X1, +0x1, -0o7): strings there.
+_MARKERS = ("\n---", "\n...", '":', "':", ":}", ":,", ":]", "0X", "0O", "+0x", "-0x", "+0o", "-0o")
 _FAST_ERROR = re.compile(r"^(?:YAML parse error: )?(?:YAML [a-z ]+ error: )?(?:YAML resource limit exceeded )?(.*?),? at line (\d+),? column (\d+):?\s*(.*)$", re.DOTALL)
 
 
