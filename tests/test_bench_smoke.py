@@ -16,9 +16,25 @@ def test_render_benchmark_quick(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "== render: tiny: 3 hosts/4 nets/24 ports" in proc.stdout
     assert "br-tun flows / Neutron formula" in proc.stdout
+    assert "== render: file, small: 10 hosts/40 nets/1000 ports, ovsflow render --host as a fresh process" in proc.stdout
+    assert "yaml: validate + render one host" in proc.stdout and "json: validate + render one host" in proc.stdout
+    assert "== render: hostile inputs refused" in proc.stdout
     [result] = list(tmp_path.glob("*-quick.json"))
-    rows = json.loads(result.read_text())["rows"]
-    assert [(r["raw"]["size"], r["raw"]["mode"]) for r in rows] == [("tiny", "learn"), ("small", "learn"), ("tiny", "l2pop")]
+    all_rows = json.loads(result.read_text())["rows"]
+    assert [(r["raw"]["size"], r["raw"]["mode"]) for r in all_rows] == [
+        ("tiny", "learn"), ("small", "learn"), ("tiny", "l2pop"), ("tiny", "file"), ("small", "file"), ("hostile", "refuse")]
+    rows, files, hostile = all_rows[:3], all_rows[3:5], all_rows[5]
+    for row in files:
+        for fmt in ("yaml", "json"):
+            runs = row["raw"]["runs"][fmt]
+            assert len(runs) == 2 and all(r["total_s"] > 0 and r["peak_rss_mb"] > 0 and r["script_lines"] > 20 for r in runs)
+        # the same topology gives the same script whichever format it was written in
+        assert {r["script_lines"] for fmt in ("yaml", "json") for r in row["raw"]["runs"][fmt]} == {row["raw"]["runs"]["json"][0]["script_lines"]}
+    results = hostile["raw"]["results"]
+    assert len(results) >= 10 and all(r["refused"] and r["message"] for r in results.values())
+    assert "billion laughs (YAML aliases, 744 bytes)" in results and "/dev/zero" in results
+    assert "aliases expand to more than" in results["billion laughs (YAML aliases, 744 bytes)"]["message"]
+    assert hostile["figures"]["all refused"] is True
     l2pop = rows[-1]["raw"]
     assert l2pop["flows_tun"] >= 15 + l2pop["remote_macs"] and l2pop["remote_ips"] == l2pop["remote_macs"] > 0
     for r in rows:

@@ -97,7 +97,8 @@ def test_float_ofport_refused_and_json_specials(tmp_path: Path) -> None:
     ("deep.yaml", "a: " + "[" * 100_000, "nested deeper than 32 levels"),
     ("block.yaml", "".join("  " * i + f"k{i}:\n" for i in range(200)), "nested deeper than 32 levels"),
     ("deep.json", "[" * 100_000, "invalid JSON: nested too deeply"),
-    ("deep2.json", '{"hosts": ' + "[" * 500 + "]" * 500 + ', "networks": {}}', "nested deeper than 32 levels"),
+    ("deep2.json", '{"hosts": ' + '{"a": ' * 500 + "1" + "}" * 500 + ', "networks": {}}', "nested deeper than 32 levels"),
+    ("list.json", '{"hosts": ' + "[" * 500 + "]" * 500 + ', "networks": {}}', "hosts: must be of type object"),
 ])
 def test_depth(tmp_path: Path, name: str, text: str, fragment: str) -> None:
     refused(ovsflow("validate", str(write(tmp_path, text, name))), fragment)
@@ -108,9 +109,9 @@ def test_size(tmp_path: Path) -> None:
     with big.open("wb") as f:
         f.truncate(33 * 1024 * 1024)
     refused(ovsflow("validate", str(big)), "file too large: more than 33554432 bytes")
-    # beyond plain mappings (a tag) and over 2 MiB: not handed to the slow loader
+    # beyond plain mappings (a tag) and over 1 MiB: not handed to the slow loader
     text = "# !\n" + "".join(f"k{i}: {i}\n" for i in range(250_000))
-    refused(ovsflow("validate", str(write(tmp_path, text))), "at most 2097152 bytes")
+    refused(ovsflow("validate", str(write(tmp_path, text))), "at most 1048576 bytes")
 
 
 def billion_laughs() -> str:
