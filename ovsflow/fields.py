@@ -52,6 +52,7 @@ class Field:
     match: bool = True  # may appear in a Flow's match
     oxm: tuple[int, int, int] | None = None  # (class, field number, value bytes)
     nxm: str | None = None  # NXM name in ovs-ofctl's learn()/move text
+    nxm_code: tuple[int, int] | None = None  # its (class, field number) in OVS's nx-match numbering
     nxm_bits: int | None = None  # the NXM field's width when it differs (NXM_OF_IN_PORT: 16)
     ryu_oxm: str | None = None  # Ryu's OXM match/set_field name
     ryu_nxm: str | None = None  # Ryu's NXM name for learn()/move
@@ -77,47 +78,49 @@ _BASIC = OXM_OPENFLOW_BASIC
 
 # Order is the canonical order of fields in a flow's text (renders depend on it: append new ones).
 _ALL = (
-    Field("in_port", 32, "port", oxm=(_BASIC, 0, 4), nxm="NXM_OF_IN_PORT", nxm_bits=16,
+    Field("in_port", 32, "port", oxm=(_BASIC, 0, 4), nxm="NXM_OF_IN_PORT", nxm_code=(0, 0), nxm_bits=16,
           ryu_oxm="in_port", ryu_nxm="in_port_nxm", frame="in_port"),
-    Field("tun_id", 64, "hex", oxm=(_BASIC, 38, 8), nxm="NXM_NX_TUN_ID", ryu_oxm="tunnel_id",
+    Field("tun_id", 64, "hex", oxm=(_BASIC, 38, 8), nxm="NXM_NX_TUN_ID", nxm_code=(1, 16), ryu_oxm="tunnel_id",
           ryu_nxm="tunnel_id_nxm", set_name="tun_id", frame="tun_id"),
     Field("dl_vlan", 12, "int"),  # "a VLAN header is present and its VID is N"
-    Field("vlan_tci", 16, "hex", nxm="NXM_OF_VLAN_TCI", ryu_nxm="vlan_tci"),  # 0x0000/0x1fff: no header
-    Field("dl_src", 48, "mac", oxm=(_BASIC, 4, 6), nxm="NXM_OF_ETH_SRC", ryu_oxm="eth_src",
+    Field("vlan_tci", 16, "hex", nxm="NXM_OF_VLAN_TCI", nxm_code=(0, 4), ryu_nxm="vlan_tci"),  # 0x0000/0x1fff: no header
+    Field("dl_src", 48, "mac", oxm=(_BASIC, 4, 6), nxm="NXM_OF_ETH_SRC", nxm_code=(0, 2), ryu_oxm="eth_src",
           ryu_nxm="eth_src_nxm", set_name="eth_src", frame="eth_src"),
-    Field("dl_dst", 48, "mac", oxm=(_BASIC, 3, 6), nxm="NXM_OF_ETH_DST", ryu_oxm="eth_dst",
+    Field("dl_dst", 48, "mac", oxm=(_BASIC, 3, 6), nxm="NXM_OF_ETH_DST", nxm_code=(0, 1), ryu_oxm="eth_dst",
           ryu_nxm="eth_dst_nxm", set_name="eth_dst", frame="eth_dst"),
-    Field("dl_type", 16, "hex", oxm=(_BASIC, 5, 2), ryu_oxm="eth_type", frame="ethertype"),
-    Field("nw_proto", 8, "int", oxm=(_BASIC, 10, 1), nxm="NXM_OF_IP_PROTO", ryu_oxm="ip_proto",
+    Field("dl_type", 16, "hex", oxm=(_BASIC, 5, 2), nxm="NXM_OF_ETH_TYPE", nxm_code=(0, 3), ryu_oxm="eth_type",
+          frame="ethertype"),
+    Field("nw_proto", 8, "int", oxm=(_BASIC, 10, 1), nxm="NXM_OF_IP_PROTO", nxm_code=(0, 6), ryu_oxm="ip_proto",
           prereqs=_needs(("dl_type", (ETH_TYPE_IP, ETH_TYPE_IPV6))), frame="nw_proto"),
-    Field("arp_op", 16, "int", oxm=(_BASIC, 21, 2), nxm="NXM_OF_ARP_OP", ryu_oxm="arp_op",
+    Field("arp_op", 16, "int", oxm=(_BASIC, 21, 2), nxm="NXM_OF_ARP_OP", nxm_code=(0, 15), ryu_oxm="arp_op",
           ryu_nxm="arp_op_nxm", set_name="arp_op", prereqs=_ARP, frame="arp_op"),
-    Field("arp_spa", 32, "ipv4", oxm=(_BASIC, 22, 4), nxm="NXM_OF_ARP_SPA", ryu_oxm="arp_spa",
+    Field("arp_spa", 32, "ipv4", oxm=(_BASIC, 22, 4), nxm="NXM_OF_ARP_SPA", nxm_code=(0, 16), ryu_oxm="arp_spa",
           ryu_nxm="arp_spa_nxm", set_name="arp_spa", prereqs=_ARP, frame="arp_spa"),
-    Field("arp_tpa", 32, "ipv4", oxm=(_BASIC, 23, 4), nxm="NXM_OF_ARP_TPA", ryu_oxm="arp_tpa",
+    Field("arp_tpa", 32, "ipv4", oxm=(_BASIC, 23, 4), nxm="NXM_OF_ARP_TPA", nxm_code=(0, 17), ryu_oxm="arp_tpa",
           ryu_nxm="arp_tpa_nxm", set_name="arp_tpa", prereqs=_ARP, frame="arp_tpa"),
-    Field("ipv6_src", 128, "ipv6", oxm=(_BASIC, 26, 16), nxm="NXM_NX_IPV6_SRC", ryu_oxm="ipv6_src",
+    Field("ipv6_src", 128, "ipv6", oxm=(_BASIC, 26, 16), nxm="NXM_NX_IPV6_SRC", nxm_code=(1, 19), ryu_oxm="ipv6_src",
           ryu_nxm="ipv6_src_nxm", set_name="ipv6_src", prereqs=_IP6, frame="ipv6_src"),
-    Field("ipv6_dst", 128, "ipv6", oxm=(_BASIC, 27, 16), nxm="NXM_NX_IPV6_DST", ryu_oxm="ipv6_dst",
+    Field("ipv6_dst", 128, "ipv6", oxm=(_BASIC, 27, 16), nxm="NXM_NX_IPV6_DST", nxm_code=(1, 20), ryu_oxm="ipv6_dst",
           ryu_nxm="ipv6_dst_nxm", set_name="ipv6_dst", prereqs=_IP6, frame="ipv6_dst"),
-    Field("icmpv6_type", 8, "int", oxm=(_BASIC, 29, 1), nxm="NXM_NX_ICMPV6_TYPE", ryu_oxm="icmpv6_type",
+    Field("icmpv6_type", 8, "int", oxm=(_BASIC, 29, 1), nxm="NXM_NX_ICMPV6_TYPE", nxm_code=(1, 21), ryu_oxm="icmpv6_type",
           ryu_nxm="icmpv6_type_nxm", set_name="icmpv6_type", prereqs=_ICMP6, frame="icmpv6_type"),
-    Field("nd_target", 128, "ipv6", oxm=(_BASIC, 31, 16), nxm="NXM_NX_ND_TARGET", ryu_oxm="ipv6_nd_target",
+    Field("nd_target", 128, "ipv6", oxm=(_BASIC, 31, 16), nxm="NXM_NX_ND_TARGET", nxm_code=(1, 23), ryu_oxm="ipv6_nd_target",
           ryu_nxm="nd_target", prereqs=_ICMP6 + _needs(("icmpv6_type", (ND_SOLICIT, ND_ADVERT))),
           frame="nd_target"),
     # Fields ovsflow sets, moves or learns but does not match on today.
-    Field("arp_sha", 48, "mac", oxm=(_BASIC, 24, 6), nxm="NXM_NX_ARP_SHA", ryu_oxm="arp_sha",
+    Field("arp_sha", 48, "mac", oxm=(_BASIC, 24, 6), nxm="NXM_NX_ARP_SHA", nxm_code=(1, 17), ryu_oxm="arp_sha",
           ryu_nxm="arp_sha_nxm", set_name="arp_sha", prereqs=_ARP, frame="arp_sha"),
-    Field("arp_tha", 48, "mac", oxm=(_BASIC, 25, 6), nxm="NXM_NX_ARP_THA", ryu_oxm="arp_tha",
+    Field("arp_tha", 48, "mac", oxm=(_BASIC, 25, 6), nxm="NXM_NX_ARP_THA", nxm_code=(1, 18), ryu_oxm="arp_tha",
           ryu_nxm="arp_tha_nxm", set_name="arp_tha", prereqs=_ARP, frame="arp_tha"),
-    Field("nd_sll", 48, "mac", oxm=(_BASIC, 32, 6), nxm="NXM_NX_ND_SLL", ryu_oxm="ipv6_nd_sll",
+    Field("nd_sll", 48, "mac", oxm=(_BASIC, 32, 6), nxm="NXM_NX_ND_SLL", nxm_code=(1, 24), ryu_oxm="ipv6_nd_sll",
           ryu_nxm="nd_sll", set_name="nd_sll", prereqs=_ICMP6 + _needs(("icmpv6_type", ND_SOLICIT)),
           frame="nd_sll"),
-    Field("nd_tll", 48, "mac", oxm=(_BASIC, 33, 6), nxm="NXM_NX_ND_TLL", ryu_oxm="ipv6_nd_tll",
+    Field("nd_tll", 48, "mac", oxm=(_BASIC, 33, 6), nxm="NXM_NX_ND_TLL", nxm_code=(1, 25), ryu_oxm="ipv6_nd_tll",
           ryu_nxm="nd_tll", set_name="nd_tll", prereqs=_ICMP6 + _needs(("icmpv6_type", ND_ADVERT)),
           frame="nd_tll"),
     Field("vlan_vid", 13, "hex", match=False, oxm=(_BASIC, 6, 2), ryu_oxm="vlan_vid", set_name="vlan_vid"),
-    Field("icmpv6_code", 8, "int", match=False, oxm=(_BASIC, 30, 1), ryu_oxm="icmpv6_code",
+    Field("icmpv6_code", 8, "int", match=False, oxm=(_BASIC, 30, 1), nxm="NXM_NX_ICMPV6_CODE", nxm_code=(1, 22),
+          ryu_oxm="icmpv6_code",
           set_name="icmpv6_code", prereqs=_ICMP6, frame="icmpv6_code"),
     # OVS extensions (ERICOXM class, OVS >= 2.11): the NA flags word (R, S, O in the top bits) and
     # the ND option type (1 source, 2 target link-layer address). Ryu 4.34 has no codec for them.
@@ -126,15 +129,15 @@ _ALL = (
     Field("nd_options_type", 8, "int", match=False, oxm=(OXM_ERICSSON, 2, 1), set_name="nd_options_type",
           prereqs=_ICMP6, frame="nd_options_type"),
     # IPv4, for routing. ovs-ofctl matches nw_src/nw_dst and sets ip_src/ip_dst (the OXM spelling).
-    Field("nw_src", 32, "ipv4", oxm=(_BASIC, 11, 4), nxm="NXM_OF_IP_SRC", ryu_oxm="ipv4_src",
+    Field("nw_src", 32, "ipv4", oxm=(_BASIC, 11, 4), nxm="NXM_OF_IP_SRC", nxm_code=(0, 7), ryu_oxm="ipv4_src",
           ryu_nxm="ipv4_src_nxm", set_name="ip_src", prereqs=_IP4, frame="nw_src"),
-    Field("nw_dst", 32, "ipv4", oxm=(_BASIC, 12, 4), nxm="NXM_OF_IP_DST", ryu_oxm="ipv4_dst",
+    Field("nw_dst", 32, "ipv4", oxm=(_BASIC, 12, 4), nxm="NXM_OF_IP_DST", nxm_code=(0, 8), ryu_oxm="ipv4_dst",
           ryu_nxm="ipv4_dst_nxm", set_name="ip_dst", prereqs=_IP4, frame="nw_dst"),
-    Field("nw_ttl", 8, "int", oxm=(OXM_NXM_1, 29, 1), nxm="NXM_NX_IP_TTL", ryu_oxm="nw_ttl", set_name="nw_ttl",
+    Field("nw_ttl", 8, "int", oxm=(OXM_NXM_1, 29, 1), nxm="NXM_NX_IP_TTL", nxm_code=(1, 29), ryu_oxm="nw_ttl", set_name="nw_ttl",
           prereqs=_needs(("dl_type", (ETH_TYPE_IP, ETH_TYPE_IPV6))), frame="nw_ttl"),
-    Field("icmp_type", 8, "int", oxm=(_BASIC, 19, 1), nxm="NXM_OF_ICMP_TYPE", ryu_oxm="icmpv4_type",
+    Field("icmp_type", 8, "int", oxm=(_BASIC, 19, 1), nxm="NXM_OF_ICMP_TYPE", nxm_code=(0, 13), ryu_oxm="icmpv4_type",
           ryu_nxm="icmpv4_type_nxm", set_name="icmp_type", prereqs=_ICMP4, frame="icmp_type"),
-    Field("icmp_code", 8, "int", oxm=(_BASIC, 20, 1), nxm="NXM_OF_ICMP_CODE", ryu_oxm="icmpv4_code",
+    Field("icmp_code", 8, "int", oxm=(_BASIC, 20, 1), nxm="NXM_OF_ICMP_CODE", nxm_code=(0, 14), ryu_oxm="icmpv4_code",
           ryu_nxm="icmpv4_code_nxm", set_name="icmp_code", prereqs=_ICMP4, frame="icmp_code"),
 )
 

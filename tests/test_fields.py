@@ -27,6 +27,11 @@ def test_registry_is_consistent() -> None:
     assert len(oxms) == len(set(oxms)), "two fields share an OXM header"
     nxms = [f.nxm for f in FIELDS.values() if f.nxm]
     assert len(nxms) == len(set(nxms)), "two fields share an NXM name"
+    codes = [f.nxm_code for f in FIELDS.values() if f.nxm_code]
+    assert len(codes) == len(set(codes)) == len(nxms), "every NXM name has its own (class, number)"
+    for f in FIELDS.values():
+        if f.nxm_code:  # NXM_OF_* is class 0, NXM_NX_* class 1
+            assert f.nxm_code[0] == (0 if f.nxm.startswith("NXM_OF_") else 1), f  # type: ignore[union-attr]
     for f in FIELDS.values():
         assert f.kind in ("port", "hex", "int", "mac", "ipv4", "ipv6"), f
         assert all(need in FIELDS for need, _ in f.prereqs), f

@@ -1,7 +1,7 @@
 """The field registry's facts in wire terms, as the codec looks them up.
 
-Everything is derived from `ovsflow.fields` except the NXM header numbers, which belong to NXM
-names (OVS's nx-match numbering: class 0 for NXM_OF_*, 1 for NXM_NX_*), not to ovsflow's fields.
+Everything is derived from `ovsflow.fields` (NXM header numbers included: OVS's nx-match numbering,
+class 0 for NXM_OF_*, 1 for NXM_NX_*).
 """
 
 from __future__ import annotations
@@ -35,19 +35,10 @@ MATCH_OXM: Mapping[str, tuple[int, int, int]] = {
 SET_OXM: Mapping[str, tuple[int, int, int]] = {
     f.set_name: f.oxm for f in FIELDS.values() if f.set_name is not None and f.oxm is not None}
 FIELD_BITS: Mapping[str, int] = {f.name: f.bits for f in FIELDS.values()}
-NXM_CODES: Mapping[str, tuple[int, int]] = {
-    "NXM_OF_IN_PORT": (0, 0), "NXM_OF_ETH_DST": (0, 1), "NXM_OF_ETH_SRC": (0, 2), "NXM_OF_ETH_TYPE": (0, 3),
-    "NXM_OF_VLAN_TCI": (0, 4), "NXM_OF_IP_PROTO": (0, 6), "NXM_OF_ARP_OP": (0, 15), "NXM_OF_ARP_SPA": (0, 16),
-    "NXM_OF_IP_TOS": (0, 5), "NXM_OF_IP_SRC": (0, 7), "NXM_OF_IP_DST": (0, 8), "NXM_OF_TCP_SRC": (0, 9),
-    "NXM_OF_TCP_DST": (0, 10), "NXM_OF_UDP_SRC": (0, 11), "NXM_OF_UDP_DST": (0, 12), "NXM_OF_ICMP_TYPE": (0, 13),
-    "NXM_OF_ICMP_CODE": (0, 14), "NXM_OF_ARP_TPA": (0, 17), "NXM_NX_ICMPV6_CODE": (1, 22), "NXM_NX_IP_TTL": (1, 29), "NXM_NX_TUN_ID": (1, 16), "NXM_NX_ARP_SHA": (1, 17), "NXM_NX_ARP_THA": (1, 18),
-    "NXM_NX_IPV6_SRC": (1, 19), "NXM_NX_IPV6_DST": (1, 20), "NXM_NX_ICMPV6_TYPE": (1, 21),
-    "NXM_NX_ND_TARGET": (1, 23), "NXM_NX_ND_SLL": (1, 24), "NXM_NX_ND_TLL": (1, 25),
-}
+NXM_CODES: Mapping[str, tuple[int, int]] = {f.nxm: f.nxm_code for f in FIELDS.values() if f.nxm and f.nxm_code}
 
 # field name -> NXM width in bits, for the fields learn() and move may name (those with a known NXM header)
 NXM_WIDTH: Mapping[str, int] = {f.name: f.nxm_width for f in FIELDS.values() if f.nxm in NXM_CODES}
-
 
 
 def nxm_header(name: str) -> int:
