@@ -18,6 +18,7 @@ import json
 import os
 import re
 import stat
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -248,14 +249,14 @@ def _fast_yaml(text: str) -> tuple[Any, str | None]:
         data = fast_yaml.safe_load(text, max_depth=MAX_DEPTH, max_alias_bytes=1, max_documents=1)
     except (ValueError, TypeError, RecursionError) as exc:
         return None, _fast_message(str(exc))
-    entries, stack = 0, [data]
-    while stack:
-        node = stack.pop()
-        if type(node) is dict:
-            entries += len(node)
-            stack.extend(node.values())
-        elif type(node) is list:  # no field of a topology is a list: refused whatever its keys
+    entries, level = 0, [data] if type(data) is dict else []
+    while level:  # level by level, so that the leaves (most values) are looked at in C
+        entries += sum(map(len, level))
+        values = list(chain.from_iterable(map(dict.values, level)))
+        kinds = set(map(type, values))
+        if list in kinds:  # no field of a topology is a list: refused whatever its keys
             return data, None
+        level = [v for v in values if type(v) is dict] if dict in kinds else []
     # Every key is followed by ": " or ":\n", but for flow-mapping keys without a value ({a, b}),
     # each followed by "," or "}": this bound counts every key, and more when a comment or a
     # string holds those characters. Duplicates make fewer entries than keys.

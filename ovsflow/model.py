@@ -456,15 +456,15 @@ def _capacity_problems(topo: Topology, per_host: dict[str, set[str]]) -> list[Pr
                 hosts_of.setdefault(net, set()).add(host)
         memo: dict[frozenset[str], int] = {}  # hosts on the same networks have as many peers
         for host, nets in sorted(per_host.items()):
-            if sum(len(hosts_of[n]) - 1 for n in nets) <= len(TUNNEL_OFPORTS):
+            if sum(len(hosts_of[net]) - 1 for net in nets) <= len(TUNNEL_OFPORTS):
                 continue
             key = frozenset(nets)
             if key not in memo:
                 by_type: dict[str, set[str]] = {}
-                for n in nets:
-                    by_type.setdefault(topo.networks[n].tunnel, set()).update(hosts_of[n])
+                for net in nets:
+                    by_type.setdefault(topo.networks[net].tunnel, set()).update(hosts_of[net])
                 memo[key] = sum(len(hs) for hs in by_type.values())
-            peers = memo[key] - len({topo.networks[n].tunnel for n in nets})  # the host itself, once per type
+            peers = memo[key] - len({topo.networks[net].tunnel for net in nets})  # the host itself, once per type
             if peers > len(TUNNEL_OFPORTS):
                 out.append(Problem(src, f"hosts.{host}", f"needs {peers} tunnel ports; at most {len(TUNNEL_OFPORTS)} fit on its "
                                                            f"tunnel bridge (OpenFlow ports {TUNNEL_OFPORTS.start}-{TUNNEL_OFPORTS.stop - 1})", peers))
