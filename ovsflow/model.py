@@ -7,14 +7,20 @@ sees exactly which field of which file is wrong. All problems are reported at on
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import ipaddress
 import json
 import re
 import socket
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
+from itertools import compress
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -52,7 +58,7 @@ class Network(NamedTuple):
     idle_timeout: int = 0
 
 
-class Port(NamedTuple):
+class Port(NamedTuple):  # the semantic checks read fields by position: see _HOST etc. below
     name: str
     host: str
     network: str
@@ -61,6 +67,10 @@ class Port(NamedTuple):
     ipv6: str | None = None  # canonical (compressed) form
     iface: str = ""
     ofport: int | None = None
+
+
+_HOST, _NET, _MAC, _IFACE = itemgetter(1), itemgetter(2), itemgetter(3), itemgetter(6)
+_HOST_NET, _NET_MAC, _HOST_IFACE, _ADDRESSES = itemgetter(1, 2), itemgetter(2, 3), itemgetter(1, 6), itemgetter(4, 5, 7)
 
 
 @dataclass(frozen=True)
@@ -78,11 +88,12 @@ class Topology:
 
 
 @lru_cache(maxsize=1)
-def schema() -> dict:
-    return json.loads(resources.files("ovsflow").joinpath("schema/topology.schema.json").read_text())
+def schema() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(resources.files("ovsflow").joinpath("schema/topology.schema.json").read_text())
+    return loaded
 
 
-def _pattern(validator: Any, pattern: str, instance: Any, schema: dict) -> Iterable[jsonschema.ValidationError]:
+def _pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]) -> Iterable[jsonschema.ValidationError]:
     """JSON Schema's `$` ends the string; Python's `re.search` also lets it match before a final
     newline, which would let "hv1\\n" pass as a name."""
     if isinstance(instance, str) and not re.search(_anchored(pattern), instance):
@@ -125,7 +136,7 @@ def _integer_paths() -> tuple[tuple[str, ...], ...]:
     specification, counts 5.0 as an integer, so those fields are checked for floats after it."""
     defs, out = schema()["$defs"], []
 
-    def walk(node: dict, path: tuple[str, ...]) -> None:
+    def walk(node: dict[str, Any], path: tuple[str, ...]) -> None:
         if "$ref" in node:
             node = defs[node["$ref"].rsplit("/", 1)[1]]
         if node.get("type") == "integer":
@@ -239,7 +250,7 @@ def _schema_message(err: jsonschema.ValidationError) -> str:
         return f"not {hint}" if "description" in err.schema else f"does not match {s}"
     if v == "format":
         return f"not a valid {s} address" if s.startswith("ipv") else f"not a valid {s}"
-    return err.message
+    return str(err.message)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,12 +266,27 @@ def ip4_int(ip: str) -> int:
 
 
 def default_iface(port_name: str) -> str:
-    """Interface names are limited to 15 characters (IFNAMSIZ); Neutron uses tap + id prefix too."""
+    """Interface names are limited to 15 characters (IFNAMSIZ); Neutron uses tap + id prefix too
+    (_build inlines this)."""
     return ("tap" + port_name)[:15]
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while hundreds of thousands of acyclic objects are made: Python
+    would scan them again and again as they accumulate (about a fifth of loading and rendering)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def load_topology(path: str | Path) -> Topology:
-    return load_topology_data(read_document(path), source=str(path))
+    with gc_paused():
+        return load_topology_data(read_document(path), source=str(path))
 
 
 def load_topology_data(data: Any, source: str = "<topology>") -> Topology:
@@ -278,7 +304,7 @@ def _dpid(text: str | None) -> int | None:
     return None if text is None else int(text, 16)
 
 
-def _build(data: dict, source: str) -> Topology:
+def _build(data: dict[str, Any], source: str) -> Topology:
     learn = data.get("learn", {})
     hard, idle = learn.get("hard_timeout", 300), learn.get("idle_timeout", 0)
     hosts = {
@@ -308,17 +334,14 @@ def _build(data: dict, source: str) -> Topology:
         )
         for name, n in data["networks"].items()
     }
+    # positional tuple.__new__: a third of the time of Port(name=..., ...) at 100,000 ports
+    new, get = tuple.__new__, dict.get
     ports = {
-        name: Port(
-            name=name,
-            host=p["host"],
-            network=p["network"],
-            mac=p["mac"].lower(),
-            ip=p.get("ip"),
-            ipv6=str(ipaddress.IPv6Address(p["ipv6"])) if "ipv6" in p else None,
-            iface=p.get("iface") or default_iface(name),
-            ofport=p.get("ofport"),
-        )
+        name: new(Port, (
+            name, p["host"], p["network"], p["mac"].lower(), get(p, "ip"),
+            str(ipaddress.IPv6Address(p["ipv6"])) if "ipv6" in p else None,
+            get(p, "iface") or ("tap" + name)[:15], get(p, "ofport"),
+        ))
         for name, p in (data.get("ports") or {}).items()
     }
     ctl = data.get("controller", {})
@@ -361,22 +384,106 @@ def semantic_problems(topo: Topology) -> list[Problem]:
             elif n.name in subnets and ipaddress.IPv4Address(n.gateway) not in subnets[n.name]:
                 out.append(Problem(src, f"networks.{n.name}.gateway", f"not inside subnet {n.subnet}", n.gateway))
 
+    hosts, networks = topo.hosts, topo.networks
+    # Per-port work runs in C (map, itemgetter, set) where it can: this is 100,000 ports in bench/.
+    ports = list(topo.ports.values())
+    clean = _ports_clean(topo, ports)
+    if not clean:  # a loop once per port, only to word what is wrong
+        out += _port_problems(topo)
+    out += _address_problems(topo, subnets, list(compress(ports, map(any, map(_ADDRESSES, ports)))))
+    pinned_nets = {n.name for n in networks.values() if n.vlan is not None}
+    # (host, network) pairs, needed only when a host could run out of VLANs or tunnel ports
+    needed = pinned_nets or len(networks) > MAX_LOCAL_VLANS or 3 * (len(hosts) - 1) > len(TUNNEL_OFPORTS)
+    pairs = set(map(_HOST_NET, ports)) if needed else set()
+    if not clean:
+        pairs = {(h, n) for h, n in pairs if h in hosts and n in networks}
+
+    # Local VLAN space: at most 4094 networks on one host, and pinned VLANs must not collide there.
+    for host, count in sorted(Counter(map(itemgetter(0), pairs)).items()):
+        if count > MAX_LOCAL_VLANS:
+            out.append(Problem(src, f"hosts.{host}", f"has ports on {count} networks; at most {MAX_LOCAL_VLANS} fit in its local VLAN space", count))
+    pinned_on: dict[str, list[str]] = {}
+    for host, net in pairs if pinned_nets else ():
+        if net in pinned_nets:
+            pinned_on.setdefault(host, []).append(net)
+    for host, nets in sorted(pinned_on.items()):
+        pinned: dict[int, str] = {}
+        for name in sorted(nets):
+            vlan = networks[name].vlan
+            assert vlan is not None
+            if vlan in pinned:
+                out.append(Problem(src, f"networks.{name}.vlan", f"local VLAN already pinned by network {pinned[vlan]}, which shares host {host}", vlan))
+            else:
+                pinned[vlan] = name
+    out += _capacity_problems(topo, ports, pairs)
+    # de-duplicate (the same pinned clash can show on several hosts)
+    unique: dict[str, Problem] = {}
+    for problem in out:
+        unique.setdefault(str(problem), problem)
+    return sorted(unique.values(), key=lambda problem: problem.path)
+
+
+def _capacity_problems(topo: Topology, ports: list[Port], pairs: set[tuple[str, str]]) -> list[Problem]:
+    """Limits the switch's numbering cannot exceed, so graph.py's allocators always find a value."""
+    src, out = topo.source, []
+    for host, n in sorted(Counter(map(_HOST, ports)).items()):
+        if host in topo.hosts and n > len(VM_OFPORTS):
+            out.append(Problem(src, f"hosts.{host}", f"has {n} ports; at most {len(VM_OFPORTS)} fit on its integration bridge "
+                                                       f"(OpenFlow ports {VM_OFPORTS.start}-{VM_OFPORTS.stop - 1})", n))
+    if 3 * (len(topo.hosts) - 1) > len(TUNNEL_OFPORTS):  # one tunnel per remote host and tunnel type
+        per_host: dict[str, set[str]] = {}
+        for host, net in pairs:
+            per_host.setdefault(host, set()).add(net)
+        hosts_of: dict[str, set[str]] = {}
+        for host, nets in per_host.items():
+            for net in nets:
+                hosts_of.setdefault(net, set()).add(host)
+        memo: dict[frozenset[str], int] = {}  # hosts on the same networks have as many peers
+        for host, nets in sorted(per_host.items()):
+            if sum(len(hosts_of[net]) - 1 for net in nets) <= len(TUNNEL_OFPORTS):
+                continue
+            key = frozenset(nets)
+            if key not in memo:
+                by_type: dict[str, set[str]] = {}
+                for net in nets:
+                    by_type.setdefault(topo.networks[net].tunnel, set()).update(hosts_of[net])
+                memo[key] = sum(len(hs) for hs in by_type.values())
+            peers = memo[key] - len({topo.networks[net].tunnel for net in nets})  # the host itself, once per type
+            if peers > len(TUNNEL_OFPORTS):
+                out.append(Problem(src, f"hosts.{host}", f"needs {peers} tunnel ports; at most {len(TUNNEL_OFPORTS)} fit on its "
+                                                           f"tunnel bridge (OpenFlow ports {TUNNEL_OFPORTS.start}-{TUNNEL_OFPORTS.stop - 1})", peers))
+    return out
+
+
+def _ports_clean(topo: Topology, ports: list[Port]) -> bool:
+    """Whether _port_problems would find nothing, in set operations (0.06 s for 100,000 ports)."""
+    n = len(ports)
+    if not (set(map(_HOST, ports)) <= topo.hosts.keys() and set(map(_NET, ports)) <= topo.networks.keys()):
+        return False
+    macs = set(map(_MAC, ports))  # lower case: multicast when the second hex digit is odd
+    if "00:00:00:00:00:00" in macs or not set("13579bdf").isdisjoint(map(itemgetter(1), macs)):
+        return False
+    # unique MACs (interface names) overall are unique per network (host): the common case, cheaper
+    if len(macs) != n and len(set(map(_NET_MAC, ports))) != n:
+        return False
+    ifaces = set(map(_IFACE, ports))
+    if len(ifaces) != n and len(set(map(_HOST_IFACE, ports))) != n:
+        return False
+    reserved = {"patch-tun", "patch-int"} | {b for h in topo.hosts.values() for b in (h.bridge_int, h.bridge_tun)}
+    return reserved.isdisjoint(ifaces)
+
+
+def _port_problems(topo: Topology) -> list[Problem]:
+    """Each port's references, MAC and interface name; the later of two clashing ports is named."""
+    src, out = topo.source, []
     mac_owner: dict[tuple[str, str], str] = {}
-    ip_owner: dict[tuple[str, str], str] = {}
     iface_owner: dict[tuple[str, str], str] = {}
-    ofport_owner: dict[tuple[str, int], str] = {}
-    ip6_owner: dict[tuple[str, str], str] = {}
     reserved = {h.name: {h.bridge_int, h.bridge_tun, "patch-tun", "patch-int"} for h in topo.hosts.values()}
     hosts, networks = topo.hosts, topo.networks
-    per_host: dict[str, set[str]] = {}
-    ranges = {name: (int(n.network_address), int(n.broadcast_address)) for name, n in subnets.items()}
-    # This loop runs once per port (100,000 in bench/): paths are formatted only for problems.
     for p in topo.ports.values():
         name, host, network, mac = p.name, p.host, p.network, p.mac
         if host not in hosts:
             out.append(Problem(src, f"ports.{name}.host", "unknown host", host))
-        elif network in networks:
-            per_host.setdefault(host, set()).add(network)
         if network not in networks:
             out.append(Problem(src, f"ports.{name}.network", "unknown network", network))
         if int(mac[:2], 16) & 1:
@@ -386,6 +493,24 @@ def semantic_problems(topo: Topology) -> list[Problem]:
         owner = mac_owner.setdefault((network, mac), name)
         if owner != name:
             out.append(Problem(src, f"ports.{name}.mac", f"MAC already used in network {network} by port {owner}", mac))
+        owner = iface_owner.setdefault((host, p.iface), name)
+        if owner != name:
+            hint = "; set ports.<name>.iface" if p.iface == default_iface(name) else ""
+            out.append(Problem(src, f"ports.{name}.iface", f"interface name already used on host {host} by port {owner}{hint}", p.iface))
+        if p.iface in reserved.get(host, ()):
+            out.append(Problem(src, f"ports.{name}.iface", "clashes with a bridge or patch port name", p.iface))
+    return out
+
+
+def _address_problems(topo: Topology, subnets: dict[str, ipaddress.IPv4Network], ports: list[Port]) -> list[Problem]:
+    """IPv4 (inside the subnet, unique per network), IPv6 and pinned ofports of the ports that have them."""
+    src, out, networks = topo.source, [], topo.networks
+    ip_owner: dict[tuple[str, str], str] = {}
+    ip6_owner: dict[tuple[str, str], str] = {}
+    ofport_owner: dict[tuple[str, int], str] = {}
+    ranges = {name: (int(n.network_address), int(n.broadcast_address)) for name, n in subnets.items()}
+    for p in ports:
+        name, host, network = p.name, p.host, p.network
         if p.ip is not None:
             if network in subnets:
                 net = subnets[network]
@@ -407,65 +532,8 @@ def semantic_problems(topo: Topology) -> list[Problem]:
             owner = ip6_owner.setdefault((network, p.ipv6), name)
             if owner != name:
                 out.append(Problem(src, f"ports.{name}.ipv6", f"IPv6 address already used in network {network} by port {owner}", p.ipv6))
-        owner = iface_owner.setdefault((host, p.iface), name)
-        if owner != name:
-            hint = "; set ports.<name>.iface" if p.iface == default_iface(name) else ""
-            out.append(Problem(src, f"ports.{name}.iface", f"interface name already used on host {host} by port {owner}{hint}", p.iface))
-        if p.iface in reserved.get(host, ()):
-            out.append(Problem(src, f"ports.{name}.iface", "clashes with a bridge or patch port name", p.iface))
         if p.ofport is not None:
             owner = ofport_owner.setdefault((host, p.ofport), name)
             if owner != name:
                 out.append(Problem(src, f"ports.{name}.ofport", f"OpenFlow port already used on host {host} by port {owner}", p.ofport))
-
-    # Local VLAN space: at most 4094 networks on one host, and pinned VLANs must not collide there.
-    for host, nets in sorted(per_host.items()):
-        if len(nets) > MAX_LOCAL_VLANS:
-            out.append(Problem(src, f"hosts.{host}", f"has ports on {len(nets)} networks; at most {MAX_LOCAL_VLANS} fit in its local VLAN space", len(nets)))
-        pinned: dict[int, str] = {}
-        for name in sorted(nets):
-            vlan = topo.networks[name].vlan
-            if vlan is None:
-                continue
-            if vlan in pinned:
-                out.append(Problem(src, f"networks.{name}.vlan", f"local VLAN already pinned by network {pinned[vlan]}, which shares host {host}", vlan))
-            else:
-                pinned[vlan] = name
-    out += _capacity_problems(topo, per_host)
-    # de-duplicate (the same pinned clash can show on several hosts)
-    unique: dict[str, Problem] = {}
-    for problem in out:
-        unique.setdefault(str(problem), problem)
-    return sorted(unique.values(), key=lambda problem: problem.path)
-
-
-def _capacity_problems(topo: Topology, per_host: dict[str, set[str]]) -> list[Problem]:
-    """Limits the switch's numbering cannot exceed, so graph.py's allocators always find a value."""
-    src, out = topo.source, []
-    counts: dict[str, int] = {}
-    for p in topo.ports.values():
-        counts[p.host] = counts.get(p.host, 0) + 1
-    for host, n in sorted(counts.items()):
-        if host in topo.hosts and n > len(VM_OFPORTS):
-            out.append(Problem(src, f"hosts.{host}", f"has {n} ports; at most {len(VM_OFPORTS)} fit on its integration bridge "
-                                                       f"(OpenFlow ports {VM_OFPORTS.start}-{VM_OFPORTS.stop - 1})", n))
-    if 3 * (len(topo.hosts) - 1) > len(TUNNEL_OFPORTS):  # one tunnel per remote host and tunnel type
-        hosts_of: dict[str, set[str]] = {}
-        for host, nets in per_host.items():
-            for net in nets:
-                hosts_of.setdefault(net, set()).add(host)
-        memo: dict[frozenset[str], int] = {}  # hosts on the same networks have as many peers
-        for host, nets in sorted(per_host.items()):
-            if sum(len(hosts_of[net]) - 1 for net in nets) <= len(TUNNEL_OFPORTS):
-                continue
-            key = frozenset(nets)
-            if key not in memo:
-                by_type: dict[str, set[str]] = {}
-                for net in nets:
-                    by_type.setdefault(topo.networks[net].tunnel, set()).update(hosts_of[net])
-                memo[key] = sum(len(hs) for hs in by_type.values())
-            peers = memo[key] - len({topo.networks[net].tunnel for net in nets})  # the host itself, once per type
-            if peers > len(TUNNEL_OFPORTS):
-                out.append(Problem(src, f"hosts.{host}", f"needs {peers} tunnel ports; at most {len(TUNNEL_OFPORTS)} fit on its "
-                                                           f"tunnel bridge (OpenFlow ports {TUNNEL_OFPORTS.start}-{TUNNEL_OFPORTS.stop - 1})", peers))
     return out

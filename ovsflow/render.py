@@ -23,7 +23,7 @@ import shlex
 from . import __version__
 from .compiler import compile_host
 from .graph import TopologyGraph
-from .model import Topology
+from .model import Topology, gc_paused
 from .ofctl import STATIC_COOKIE_TEXT, flow_lines
 from .problems import escape
 from .program import BridgeProgram, HostProgram
@@ -168,7 +168,8 @@ def script_for(program: HostProgram, topo: Topology) -> str:
 
 
 def render_script(topo: Topology, host: str, datapath_type: str | None = None, graph: TopologyGraph | None = None) -> str:
-    return script_for(compile_host(topo, host, datapath_type, graph), topo)
+    with gc_paused():
+        return script_for(compile_host(topo, host, datapath_type, graph), topo)
 
 
 def render_flows(topo: Topology, host: str, roles: tuple[str, ...] = ("int", "tun"), graph: TopologyGraph | None = None) -> str:
