@@ -19,6 +19,7 @@ import networkx as nx
 
 from .limits import TUNNEL_OFPORTS, VM_OFPORTS
 from .model import Network, Port, Topology
+from .routers import Router
 
 TUNNEL_TYPES = ("gre", "vxlan", "geneve")
 
@@ -99,10 +100,16 @@ class TopologyGraph:
         hn = nx.Graph()
         hn.add_nodes_from((("host", h) for h in topo.hosts), kind="host")
         hn.add_nodes_from((("net", n) for n in topo.networks), kind="net")
+        # Routers: which network joins which router; a host routes for a router when it has a port
+        # on one of its networks (distributed) or is its host (centralized).
+        self._router_of: dict[str, Router] = {n: r for r in topo.routers.values() for n in r.networks if n in topo.networks}
+        self._routing_hosts: dict[str, tuple[str, ...]] = {}
         if focus is None:
             pairs = {(p.host, p.network) for p in topo.ports.values()}
         else:
             nets = {p.network for p in self._ports_by_host[focus]}
+            nets |= {n for r in topo.routers.values() if r.host == focus or nets.intersection(r.networks)
+                     for n in r.networks if n in topo.networks}
             pairs = {(p.host, n) for n in nets for p in self._ports_by_net[n]}
         hn.add_edges_from((("host", h), ("net", n)) for h, n in pairs)
         self.g = hn
@@ -131,21 +138,63 @@ class TopologyGraph:
         return ports
 
     def remote_hosts(self, host: str, network: str) -> list[str]:
-        """Seed 004's head-end replication list: the other VTEPs that host this network."""
+        """The head-end replication list: the other VTEPs with a port on this network."""
         return [h for h in self.hosts_of(network) if h != host]
+
+    # -- routers -------------------------------------------------------------------------------
+    def router_of(self, network: str) -> Router | None:
+        return self._router_of.get(network)
+
+    def routing_hosts(self, router: str) -> tuple[str, ...]:
+        """Where a router routes: every host with a port on one of its networks (distributed), or
+        its host (centralized)."""
+        hosts = self._routing_hosts.get(router)
+        if hosts is None:
+            r = self.topo.routers[router]
+            if r.mode == "centralized":
+                hosts = (r.host,) if r.host else ()
+            else:
+                hosts = tuple(sorted({p.host for n in r.networks for p in self._ports_by_net.get(n, ())}))
+            self._routing_hosts[router] = hosts
+        return hosts
+
+    def attached(self, network: str) -> list[str]:
+        """Hosts that send or receive a network's frames: its ports' hosts, and the hosts that
+        route into it."""
+        r = self._router_of.get(network)
+        if r is None:
+            return self.hosts_of(network)
+        return sorted(set(self.hosts_of(network)).union(self.routing_hosts(r.name)))
+
+    def remote_senders(self, host: str, network: str) -> list[str]:
+        """The other hosts whose tunnels may carry this network's frames to `host`."""
+        return [h for h in self.attached(network) if h != host]
+
+    def routed_only(self, host: str) -> list[Network]:
+        """Networks `host` routes into without having a port on them (sorted by VNI)."""
+        mine = {n for _, n in self.g[("host", host)]}
+        nets = {n for r in self.topo.routers.values() if host in self.routing_hosts(r.name)
+                for n in r.networks if n in self.topo.networks and n not in mine}
+        return sorted((self.topo.networks[n] for n in nets), key=lambda n: n.vni)
+
+    def routers_on(self, host: str) -> list[Router]:
+        """Routers with a network on `host` (a port on it, or routed into), by name."""
+        nets = {n.name for n in self.networks_on(host)} | {n.name for n in self.routed_only(host)}
+        return sorted((r for r in self.topo.routers.values() if nets.intersection(r.networks)), key=lambda r: r.name)
 
     def peers(self, host: str) -> dict[tuple[str, str], list[str]]:
         """(remote host, tunnel type) -> the networks shared over that tunnel."""
         out: dict[tuple[str, str], list[str]] = {}
-        for net in self.networks_on(host):
-            for remote in self.remote_hosts(host, net.name):
+        for net in (*self.networks_on(host), *self.routed_only(host)):
+            for remote in self.remote_senders(host, net.name):
                 out.setdefault((remote, net.tunnel), []).append(net.name)
         return out
 
     # -- allocations --------------------------------------------------------------------------
     def local_vlans(self, host: str) -> dict[str, int]:
-        """Local VLAN per network on this host: pinned `vlan`, else preferred ((VNI-1) mod 4094)+1."""
-        nets = self.networks_on(host)
+        """Local VLAN per network on this host (a port on it, or routed into): pinned `vlan`, else
+        preferred ((VNI-1) mod 4094)+1."""
+        nets = sorted((*self.networks_on(host), *self.routed_only(host)), key=lambda n: n.vni)
         pinned = {n.name: n.vlan for n in nets if n.vlan is not None}
         return allocate(((n.name, n.vni) for n in nets), range(1, 4095), pinned)  # type: ignore[return-value]
 
@@ -175,12 +224,18 @@ class TopologyGraph:
         Two topologies that give a host the same fingerprint give it the same program (a property
         test holds the compiler to that), so the live controller recompiles only the hosts an edit
         touches: the host itself, its ports, the networks it is on, who else hosts them (and where
-        their VTEPs are), and for l2pop networks every remote port's addresses.
+        their VTEPs are), for l2pop networks every remote port's addresses, and the routers it
+        touches with every port of their networks.
         """
         hosts = self.topo.hosts
         nets = []
         for net in self.networks_on(host):
             members = tuple((h, hosts[h]) for h in self.hosts_of(net.name))
+            senders = tuple((h, hosts[h]) for h in self.attached(net.name))
             remote_ports = tuple(self.ports_of(net.name)) if net.mode == "l2pop" else ()
-            nets.append((net, members, remote_ports))
-        return (hosts[host], tuple(self.ports_on(host)), tuple(nets))
+            nets.append((net, members, senders, remote_ports))
+        routers = tuple((r, self.routing_hosts(r.name),
+                         tuple((self.topo.networks[n], tuple((h, hosts[h]) for h in self.attached(n)), self.ports_of(n))
+                               for n in r.networks if n in self.topo.networks))
+                        for r in self.routers_on(host))
+        return (hosts[host], tuple(self.ports_on(host)), tuple(nets), routers)

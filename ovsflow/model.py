@@ -15,7 +15,7 @@ import socket
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from importlib import resources
 from itertools import compress
@@ -28,6 +28,7 @@ import jsonschema
 from .limits import MAX_DEPTH, MAX_LOCAL_VLANS, TUNNEL_OFPORTS, VM_OFPORTS
 from .load import read_document
 from .problems import Problem, TopologyError
+from .routers import Router, build_routers, router_problems
 
 __all__ = ["MAX_LOCAL_VLANS", "Problem", "TopologyError", "read_document"]
 
@@ -80,6 +81,7 @@ class Topology:
     ports: dict[str, Port]
     controller: str | None = None
     inactivity_probe_ms: int | None = None
+    routers: dict[str, Router] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,7 +346,8 @@ def _build(data: dict[str, Any], source: str) -> Topology:
         for name, p in (data.get("ports") or {}).items()
     }
     ctl = data.get("controller", {})
-    return Topology(source, hosts, networks, ports, ctl.get("openflow"), ctl.get("inactivity_probe_ms"))
+    routers = build_routers(data.get("routers"), {n.name: n.gateway for n in networks.values()})
+    return Topology(source, hosts, networks, ports, ctl.get("openflow"), ctl.get("inactivity_probe_ms"), routers)
 
 
 def semantic_problems(topo: Topology) -> list[Problem]:
@@ -415,6 +418,8 @@ def semantic_problems(topo: Topology) -> list[Problem]:
             else:
                 pinned[vlan] = name
     out += _capacity_problems(topo, ports, pairs)
+    if topo.routers:
+        out += router_problems(topo, subnets)
     # de-duplicate (the same pinned clash can show on several hosts)
     unique: dict[str, Problem] = {}
     for problem in out:

@@ -127,5 +127,6 @@ def test_arp_fields_only_on_arp_frames():
 
 
 def test_unmodelled_field_is_an_error():
-    with pytest.raises(KeyError):
-        Frame.ethernet("02:00:00:00:00:01", BROADCAST).get("nw_ttl")
+    with pytest.raises(KeyError, match="unknown field 'tcp_dst'"):
+        Frame.ethernet("02:00:00:00:00:01", BROADCAST).get("tcp_dst")
+    assert Frame.ethernet("02:00:00:00:00:01", BROADCAST).get("nw_ttl") is None  # modelled, not IP

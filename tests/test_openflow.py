@@ -16,6 +16,7 @@ from ryu.ofproto import ofproto_parser, ofproto_protocol, ofproto_v1_3, ofproto_
 from ovsflow import flow as F
 from ovsflow.compiler import compile_all
 from ovsflow.flow import Flow, GroupEntry
+from ovsflow.fields import FIELDS, OXM_OPENFLOW_BASIC
 from ovsflow.model import load_topology
 from ovsflow.openflow import bundle as B
 from ovsflow.openflow import decode as D
@@ -24,7 +25,7 @@ from ovsflow.openflow import oracle as O
 from ovsflow.program import COOKIE_BASE, COOKIE_MASK, COOKIE_STATIC
 
 DATA = Path(__file__).parent / "data"
-TOPOLOGIES = ["seed003-vxlan.yaml", "seed003-gre.yaml", "seed003-mixed.yaml", "seed003-l2pop.yaml"]
+TOPOLOGIES = ["seed003-vxlan.yaml", "seed003-gre.yaml", "seed003-mixed.yaml", "seed003-l2pop.yaml", "routed.yaml"]
 VERSIONS = {"of13": ofproto_v1_3.OFP_VERSION, "of14": ofproto_v1_4.OFP_VERSION}
 
 
@@ -51,6 +52,13 @@ def hand_made() -> tuple[list[Flow], list[GroupEntry]]:
     return [arp, flood, masked, push, route], [group]
 
 
+def ryu_orders_prerequisites_first(flow: Flow) -> bool:
+    """Ryu writes NXM-class match fields (nw_ttl) before the OpenFlow-basic ones, so before their
+    prerequisite eth_type, which OVS refuses; the codec writes basic fields first. Such flows are
+    checked against ovs-ofctl on a real switch instead (test_openflow_ovs)."""
+    return all(FIELDS[name].oxm is None or FIELDS[name].oxm[0] == OXM_OPENFLOW_BASIC for name, _ in flow.match)  # type: ignore[index]
+
+
 def all_flows(topology: str) -> list[Flow]:
     programs = compile_all(load_topology(DATA / topology))
     return [f for p in programs.values() for b in p.bridges for f in b.flows] + hand_made()[0]
@@ -73,6 +81,10 @@ def test_flow_mods_and_bundle_adds_equal_ryu(topology: str, version: int) -> Non
     dp = ofproto_protocol.ProtocolDesc(version)
     enc = E.Encoder(version)
     for f in all_flows(topology):
+        if not ryu_orders_prerequisites_first(f):
+            classes = [tlv[:2] for tlv in enc.match_tlvs(f.match)]
+            assert classes == sorted(classes, key=lambda c: c != b"\x80\x00"), f"prerequisites first: {f}"
+            continue
         for command in ("add", "modify", "delete"):
             mine = enc.flow_mod(f, command, 77)
             assert mine == ryu_bytes(O.flow_mod(dp, f, command), 77), (command, f.ofctl())

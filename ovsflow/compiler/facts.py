@@ -63,6 +63,11 @@ class HostFacts:
             key=lambda t: t.ofport,
         )
 
+    def has_senders(self, net: Network) -> bool:
+        """Whether tunnels may bring this network's frames here: remote ports, or remote hosts
+        that route into it."""
+        return bool(self.graph.remote_senders(self.host.name, net.name))
+
     def has_remotes(self, net: Network) -> bool:
         return bool(self.graph.remote_hosts(self.host.name, net.name))
 
@@ -70,8 +75,9 @@ class HostFacts:
     def piece_key(self, net: Network) -> tuple[Any, ...]:
         """Everything a network's piece is built from (see host.HostCompiler.network_piece_steps):
         the network, its local VLAN, the tunnel port of each remote VTEP hosting it, its ports
-        (all of them in l2pop mode, else the local ones) and the local ports' OpenFlow numbers."""
+        (all of them in l2pop mode, else the local ones), the local ports' OpenFlow numbers and
+        whether remote hosts send into it."""
         local = tuple(self.local_ports.get(net.name, ()))
         ports = tuple(self.graph.ports_of(net.name)) if net.mode == "l2pop" else local
         return (net, self.vlans[net.name], tuple((t.remote, t.ofport) for t in self.remote_tunnels(net)),
-                ports, tuple(self.vm_ofports[p.name] for p in local))
+                ports, tuple(self.vm_ofports[p.name] for p in local), self.has_senders(net))

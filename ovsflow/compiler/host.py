@@ -8,17 +8,19 @@ from typing import Generator
 from ..flow import Flow
 from ..graph import PATCH_OFPORT, TopologyGraph
 from ..model import Network, Topology
+from ..routers import Router
 from ..pipeline import Pipelines
 from ..program import COOKIE_STATIC, HostProgram, PortConfig
 from .integration import IntTables
+from .routing import RoutingTables
 from .pieces import NetworkPiece, PieceMemo, assemble, check, finish, keyed
 from .tunnel import TunTables
 
 
-class HostCompiler(TunTables, IntTables):
-    """Compiles one host. Table functions come in two kinds: host-wide ones (`tun_classify`,
-    `tun_from_int`, `tun_learn`) and per-network ones, which take the network and return only its
-    flows (tunnel.py, integration.py)."""
+class HostCompiler(TunTables, IntTables, RoutingTables):
+    """Compiles one host. Table functions come in three kinds: host-wide ones (`tun_classify`,
+    `tun_from_int`, `tun_learn`, `tun_route_ttl`), per-network ones, which take the network and
+    return only its flows (tunnel.py, integration.py), and per-router ones (routing.py)."""
 
     def __init__(self, graph: TopologyGraph, host: str, memo: PieceMemo | None = None,
                  pipelines: Pipelines | None = None):
@@ -59,13 +61,30 @@ class HostCompiler(TunTables, IntTables):
             found = self.memo.store(self.host.name, key, (yield from self.network_piece_steps(net, every)))
         return found
 
+    def router_piece(self, router: Router) -> NetworkPiece:
+        """A router's flows on this host, checked, as a piece (reused from the memo when its
+        inputs, `router_key`, are unchanged)."""
+        key = self.router_key(router)
+        if self.memo is not None:
+            found = self.memo.lookup(self.host.name, key)
+            if found is not None:
+                return found
+        tun, int_ = self.router_flows(router)
+        check(self.tun, tuple(tun))
+        check(self.int, tuple(int_))
+        (tun_sorted, tun_keys), (int_sorted, int_keys) = keyed(tun), keyed(int_)
+        piece = NetworkPiece(tun_sorted, int_sorted, None, tun_keys, int_keys)
+        return self.memo.store(self.host.name, key, piece) if self.memo is not None else piece
+
     def pieces(self) -> list[NetworkPiece]:
-        return [finish(self.piece_steps(net)) for net in self.networks]
+        """One piece per network with a port here, then one per router this host touches."""
+        return ([finish(self.piece_steps(net)) for net in self.networks]
+                + [self.router_piece(r) for r in self.graph.routers_on(self.host.name)])
 
     def compile(self, datapath_type: str | None = None) -> HostProgram:
         pieces = self.pieces()
         tun_host = (*self.tun_classify(), *self.tun_from_int(), *self.tun_learn(), *self.tun.miss_flows(COOKIE_STATIC))
-        int_host = tuple(self.int.miss_flows(COOKIE_STATIC))
+        int_host = (*self.int_route_ttl(), *self.int.miss_flows(COOKIE_STATIC))
         groups = tuple(sorted((p.group for p in pieces if p.group is not None), key=lambda g: g.group_id))
         check(self.tun, tun_host, groups)
         check(self.int, int_host)

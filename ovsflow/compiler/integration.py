@@ -30,12 +30,12 @@ class IntTables(HostFacts):
                 self.int["classify"], 1, {"in_port": self.vm_ofports[port.name], "dl_src": mac(port.mac), "vlan_tci": NO_VLAN},
                 [F.PushVlan(), F.SetField("vlan_vid", vid(self.vlans[net.name])), self.int["from_vm"].goto()],
             )
-        if self.has_remotes(net):
+        if self.has_senders(net):
             yield make(self.int["classify"], 1, {"in_port": PATCH_OFPORT, "dl_vlan": self.vlans[net.name]}, [self.int["to_vm"].goto()])
 
     def int_from_vm(self, net: Network) -> Iterable[Flow]:
         vlan = self.vlans[net.name]
-        remotes = self.has_remotes(net)
+        remotes = self.has_senders(net)
         to_tun = [F.Output(PATCH_OFPORT)] if remotes else []
         yield make(self.int["from_vm"], 2, {"dl_vlan": vlan, "dl_dst": MULTICAST}, [*to_tun, self.int["to_vm"].goto()])
         if remotes:

@@ -67,7 +67,7 @@ class TunTables(HostFacts):
         set the tunnel key the frame came with and output to the tunnel port it came from."""
         groups: dict[tuple[int, int], list[Network]] = {}
         for net in self.networks:
-            if self.has_remotes(net):
+            if self.has_senders(net):
                 groups.setdefault((net.hard_timeout, net.idle_timeout), []).append(net)
         if not groups:
             return
@@ -95,7 +95,7 @@ class TunTables(HostFacts):
     # -- br-tun: per network -----------------------------------------------------------------------
     def tun_key_to_vlan(self, net: Network) -> Iterable[Flow]:
         """Only networks this host shares with some other VTEP accept tunnel traffic; unknown keys drop."""
-        if self.has_remotes(net):
+        if self.has_senders(net):
             yield make(
                 self.tun.tunnel_table(net.tunnel), 1, {"tun_id": net.vni},
                 [F.PushVlan(), F.SetField("vlan_vid", vid(self.vlans[net.name])), self.tun["learn"].goto()],

@@ -95,23 +95,21 @@ def _match(buf: bytes, pos: int) -> tuple[tuple[tuple[str, F.MatchValue], ...], 
     p, mend = pos + 4, pos + mlen
     while p < mend:
         h = u32(buf, p)
-        if h >> 16 != W.OXM_BASIC:
-            raise EncodeError(f"flow matches OXM class {h >> 16:#x}")
-        num, hasmask, n = (h >> 9) & 0x7F, (h >> 8) & 1, h & 0xFF
+        cls, num, hasmask, n = h >> 16, (h >> 9) & 0x7F, (h >> 8) & 1, h & 0xFF
         size = n // 2 if hasmask else n
         v = int.from_bytes(buf[p + 4:p + 4 + size], "big")
         m = int.from_bytes(buf[p + 4 + size:p + 4 + n], "big") if hasmask else None
         p += 4 + n
-        if num == W.VLAN_VID:
+        if cls == W.OXM_BASIC and num == W.VLAN_VID:
             if m is None and v & W.OFPVID_PRESENT:
                 match["dl_vlan"] = v & 0xFFF
             else:
                 mask = 0x1FFF if m is None else m
                 match["vlan_tci"] = (v & mask, mask)
             continue
-        name = W.OXM_MATCH_NAME.get(num)
+        name = W.OXM_MATCH_NAME.get((cls, num))
         if name is None:
-            raise EncodeError(f"flow matches OXM field {num}, which ovsflow does not use")
+            raise EncodeError(f"flow matches OXM class {cls:#x} field {num}, which ovsflow does not use")
         match[name] = v if m is None or m == _FULL[size] else (v & m, m)
     items = tuple(sorted(match.items(), key=lambda kv: W.FIELD_ORDER.get(kv[0], 99)))
     return items, pos + mlen + (-mlen % 8)

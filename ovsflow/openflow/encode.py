@@ -250,7 +250,8 @@ class Encoder:
         return b
 
     def tlv(self, name: str, value: F.MatchValue) -> tuple[int, bytes]:
-        """(OXM field number, TLV) of one canonical match item."""
+        """(sort key, TLV) of one canonical match item: OpenFlow-basic fields by field number, then
+        other classes (nw_ttl is NXM_1)."""
         if name == "dl_vlan":
             return (W.VLAN_VID, oxm_tlv(W.OXM_BASIC, W.VLAN_VID, 2, W.OFPVID_PRESENT | value))  # type: ignore[operator]
         if name == "vlan_tci":
@@ -260,9 +261,10 @@ class Encoder:
             cls, num, size = W.MATCH_OXM[name]
         except KeyError:
             raise EncodeError(f"match field {name!r} has no OXM encoding here") from None
+        order = num if cls == W.OXM_BASIC else (cls << 16) | num
         if isinstance(value, tuple):
-            return (num, oxm_tlv(cls, num, size, value[0], value[1]))
-        return (num, oxm_tlv(cls, num, size, value))
+            return (order, oxm_tlv(cls, num, size, value[0], value[1]))
+        return (order, oxm_tlv(cls, num, size, value))
 
     def match_tlvs(self, match: Iterable[tuple[str, F.MatchValue]], canonical: bool = False) -> list[bytes]:
         """The OXM TLVs of a match, by field number (the order Ryu and OVS write them in)."""

@@ -29,8 +29,9 @@ OXM_BASIC = OXM_OPENFLOW_BASIC
 VLAN_VID = 6  # OXM field number of vlan_vid: dl_vlan and vlan_tci both travel as it
 
 # match name -> (OXM class, field number, value bytes); dl_vlan/vlan_tci are mapped by the codec
+# (OpenFlow-basic fields, and NXM_1 ones such as nw_ttl, which OVS takes inside an OXM match)
 MATCH_OXM: Mapping[str, tuple[int, int, int]] = {
-    f.name: f.oxm for f in FIELDS.values() if f.oxm is not None and f.oxm[0] == OXM_BASIC and f.name != "vlan_vid"}
+    f.name: f.oxm for f in FIELDS.values() if f.oxm is not None and f.match and f.name != "vlan_vid"}
 # set_field spelling -> (OXM class, field number, value bytes)
 SET_OXM: Mapping[str, tuple[int, int, int]] = {
     f.set_name: f.oxm for f in FIELDS.values() if f.set_name is not None and f.oxm is not None}
@@ -53,5 +54,5 @@ NXM_BY_HEADER: Mapping[int, str] = {
     **{(cls << 16) | (num << 9) | size: name for name, (cls, num, size) in MATCH_OXM.items()},
     **{nxm_header(name): name for name in NXM_WIDTH},
 }
-OXM_MATCH_NAME: Mapping[int, str] = {num: name for name, (_, num, _) in MATCH_OXM.items()}
+OXM_MATCH_NAME: Mapping[tuple[int, int], str] = {(cls, num): name for name, (cls, num, _) in MATCH_OXM.items()}
 SET_NAME: Mapping[tuple[int, int], str] = {(cls, num): name for name, (cls, num, _) in SET_OXM.items()}
