@@ -42,7 +42,7 @@ def main() -> None:
 def validate(topology: str) -> None:
     """Check TOPOLOGY (YAML or JSON) against the schema and the semantic rules."""
     topo = _load(topology)
-    click.echo(f"{topology}: ok ({len(topo.hosts)} hosts, {len(topo.networks)} networks, {len(topo.ports)} ports)")
+    click.echo(f"{escape(topology)}: ok ({len(topo.hosts)} hosts, {len(topo.networks)} networks, {len(topo.ports)} ports)")
 
 
 @main.command()
@@ -88,7 +88,7 @@ def render(topology: str, host: str | None, all_hosts: bool, output_dir: str | N
             target.write_text(one(name))
             if fmt == "script":
                 target.chmod(0o755)
-        click.echo(f"wrote {len(topo.hosts) if all_hosts else 1} file(s) to {out}")
+        click.echo(f"wrote {len(topo.hosts) if all_hosts else 1} file(s) to {escape(str(out))}")
         return
     text = one(host)  # type: ignore[arg-type]
     if dry_run or fmt == "flows":

@@ -251,7 +251,7 @@ def _fast_yaml(text: str) -> tuple[Any, str | None]:
         return None, "quoted keys, keys without values or integers YAML 1.2 does not have"
     try:
         data = fast_yaml.safe_load(text, max_depth=MAX_DEPTH, max_alias_bytes=1, max_documents=1)
-    except (ValueError, TypeError, RecursionError) as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever the fast reader fails on, the reference loader decides
         return None, _fast_message(str(exc))
     entries, level = 0, [data] if type(data) is dict else []
     while level:  # level by level, so that the leaves (most values) are looked at in C
@@ -270,7 +270,7 @@ def _fast_yaml(text: str) -> tuple[Any, str | None]:
             return None, "flow sequences"
         try:
             dups = [d for d in fast_lint.lint(text, _LINT) if d.code == "duplicate-key"]
-        except ValueError as exc:
+        except Exception as exc:  # noqa: BLE001 - as above
             return None, _fast_message(str(exc))
         if dups:
             return None, f"invalid YAML at line {dups[0].span.start.line} column {dups[0].span.start.column}: {dups[0].message}"

@@ -160,5 +160,7 @@ def test_control_characters_in_names_and_file_name(tmp_path: Path) -> None:
     name = "t\x1b[31m\n$(touch MARK)\n.yaml"
     lines = refused(ovsflow("validate", str(write(tmp_path, "hosts: 1\n", name))))
     assert lines[0].startswith(str(tmp_path) + "/t\\x1b[31m\\n$(touch MARK)\\n.yaml: hosts: must be of type object")
+    ok = ovsflow("validate", str(write(tmp_path, BASE, "ok\x1b[31m\n.yaml")))
+    assert ok.returncode == 0 and ok.stdout == f"{tmp_path}/ok\\x1b[31m\\n.yaml: ok (2 hosts, 1 networks, 2 ports)\n"
     proc = ovsflow("render", str(write(tmp_path, BASE)), "--host", "hv\n9\x1b")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "hosts.hv\\n9\\x1b: no such host" in proc.stderr
