@@ -233,6 +233,7 @@ def _slow_yaml(text: str, name: str) -> Any:
 # directives (%), block scalars (| >), merge keys (<), explicit keys (?), reserved (@ `), escapes,
 # tabs and CR, control characters, and the line breaks YAML 1.1 has and 1.2 does not.
 _BEYOND_FAST = re.compile("[!&*%|><?@`\t\r\\\\\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ufeff\ud800-\udfff]")
+_COMMENT = re.compile(r"(?:^|(?<=[ ]))#[^\n]*", re.M)
 _ASCII_FAST = bytes(b for b in range(128) if not _BEYOND_FAST.match(chr(b)))
 # Also integers fastyaml reads and YAML 1.2's core schema does not (0X1, +0x1, -0o7): strings there.
 # (A second document is refused by fastyaml itself: max_documents=1.)
@@ -245,6 +246,10 @@ def _fast_yaml(text: str) -> tuple[Any, str | None]:
     """(data, None) when fastyaml's reading is certainly the reference loader's, else (None, why)."""
     # ASCII text: bytes.translate deletes every allowed byte in 3 ms where the regex takes 37 ms
     beyond = None if text.isascii() and not text.encode("ascii").translate(None, _ASCII_FAST) else _BEYOND_FAST.search(text)
+    if beyond and "#" in text and '"' not in text and "'" not in text:
+        # Without quotes every " #" starts a comment, which neither reader interprets: look again
+        # without them, so "# don't!" or "# *note*" does not leave a large file to the slow loader.
+        beyond = _BEYOND_FAST.search(_COMMENT.sub("", text))
     if beyond:
         return None, f"{beyond.group()!r} at line {text.count(chr(10), 0, beyond.start()) + 1}"
     if any(m in text for m in _MARKERS) or (("0x" in text or "0o" in text) and any(m in text for m in _SIGNED)):

@@ -100,5 +100,8 @@ def test_fast_and_pure_yaml_loaders_agree(tmp_path: Path) -> None:
         path.write_text(text)
         with pytest.raises(TopologyError, match="duplicate key"):
             read_document(path)
-    for text in ("a: !!binary aGk=\n", "a: &x 1\nb: *x\n", "a: 0X1\n", "a: +0x1\n", "a: b\n---\nc: d\n"):
+    # comments are no reason to leave a document to the slow loader (when no quote can hold a "#")
+    assert _fast_yaml("# do not! *note* &x |>\na: 1  # !tag\nb: x#y\n") == ({"a": 1, "b": "x#y"}, None)
+    for text in ("a: !!binary aGk=\n", "a: &x 1\nb: *x\n", "a: 0X1\n", "a: +0x1\n", "a: b\n---\nc: d\n",
+                 "a: x#!y\n", "a: '# x'\nb: !t 1\n"):
         assert _fast_yaml(text)[1] is not None, text  # left to the pure loader (or refused)
