@@ -93,7 +93,7 @@ def to_yaml(data: Any, rng: random.Random, indent: int = 0) -> str:
             k = json.dumps(key)
         if isinstance(key, tuple):
             k = "? [" + ", ".join(scalar(x) for x in key) + "]\n" + pad
-        comment = "  # note: a comment, with {braces}" if rng.random() < 0.05 else ""
+        comment = rng.choice(["  # note: a comment, with {braces}", "  # do not! *see* &below |>", "  #: x, y}"]) if rng.random() < 0.05 else ""
         if isinstance(value, dict) and value and (rng.random() < 0.5 or indent > 6):
             if all(not isinstance(v, (dict, list)) for v in value.values()) and rng.random() < 0.6:
                 lines.append(f"{pad}{k}: {{" + ", ".join(f"{scalar(a)}: {scalar(b)}" for a, b in value.items()) + f"}}{comment}")
