@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 from . import program
 from .fields import mac
-from .flow import Flow, GroupEntry
+from .flow import Flow, GroupEntry, MatchValue
 
 if TYPE_CHECKING:
     from .model import Topology
 
-FlowKey = tuple  # (table, priority, match)
+FlowKey = tuple[int, int, tuple[tuple[str, "MatchValue"], ...]]  # (table, priority, match)
 
 
 def is_ours(cookie: int) -> bool:

@@ -22,6 +22,10 @@ from __future__ import annotations
 import importlib.machinery
 import sys
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 TARGET = "eventlet.wsgi"
 FLAGS_MODULE = "ryu.flags"
@@ -60,7 +64,7 @@ def _opts() -> list:
     ]
 
 
-def register_flags(conf=None, cli: bool = True) -> None:  # type: ignore[no-untyped-def]
+def register_flags(conf: Any = None, cli: bool = True) -> None:
     """Register ovsflow's options on Ryu's CONF (idempotent; CLI only before parsing)."""
     if conf is None:
         from ryu import cfg
@@ -88,7 +92,7 @@ class _Finder:
     interpreter start would cost more than this whole module.
     """
 
-    def find_spec(self, fullname, path, target=None):  # type: ignore[no-untyped-def]
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
         after = _AFTER.get(fullname)
         if after is None:
             return None
