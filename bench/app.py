@@ -204,7 +204,7 @@ def bulk(n_flows: int, reps: int, base: Path) -> dict:
 
         def app_load() -> tuple[float, list[tuple[float, re.Match]]]:
             mark = rig.app.mark()
-            for b in rig.bridges:  # removing the last controller clears the bridge (FACTS.md)
+            for b in rig.bridges:  # removing the last controller clears the bridge (docs/facts.md)
                 rig.ovs.vsctl("del-controller", b)
             rig.app.wait(r"switch \w+ disconnected", count=len(rig.bridges), since=mark, timeout=60)
             if rig.static_flows():

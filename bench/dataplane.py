@@ -229,7 +229,7 @@ def run(quick: bool = False) -> list[dict]:
     rows.append({
         "benchmark": "dataplane", "case": "lab life-cycle: labs/03-seed003 (3 hosts x 2 tenants), one sample",
         "figures": {"lab up (s)": state.timings["up_s"], "lab down (s)": down_s},
-        "goal": "lab up < 15 s, lab down < 5 s (issue 3)",
+        "goal": "lab up < 15 s, lab down < 5 s",
         "raw": {"timings": state.timings, "down_s": down_s},
     })
     return rows

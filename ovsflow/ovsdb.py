@@ -8,7 +8,7 @@ nothing, so it never disturbs a bridge that carries traffic.
 It creates bridges with fail_mode=secure, the OpenFlow protocols bundles need, the deterministic
 `other_config:datapath-id` the live app identifies switches by, and (optionally) the controller
 target with its inactivity probe, all in the same transaction as the bridge, because adding the
-first controller or changing fail_mode later clears a bridge's flows (FACTS.md). On an existing
+first controller or changing fail_mode later clears a bridge's flows (docs/facts.md). On an existing
 bridge it changes those settings only when they differ, and says so (the app then reprograms).
 
 Ports: patch and tunnel ports exactly as the program lists them (type, options, ofport_request);

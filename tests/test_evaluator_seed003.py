@@ -1,4 +1,4 @@
-"""Issue 2's scenario tests: the seed-003 topology compiled, then frames pushed through every host.
+"""Scenario tests: the seed-003 topology compiled, then frames pushed through every host.
 
 Three hosts, two tenants (blue, red) with one VM each per host, same MACs and IPs in both tenants.
 Variants: all VXLAN, all GRE, blue VXLAN + red GRE. Frames go through the compiled br-int/br-tun of

@@ -147,7 +147,7 @@ def dump(ovs, bridge: str) -> tuple[list[str], list[str]]:
 
 
 def hand_made() -> tuple[list[Flow], list[GroupEntry]]:
-    """Things the seed compiler does not emit yet but issue 5 will: groups, ARP responder moves."""
+    """What the compiler does not emit on these topologies: groups, ARP responder moves, masks."""
     group = GroupEntry(7, "all", (
         F.Bucket((F.SetField("tun_id", 0x65), F.Output(9))),
         F.Bucket((F.SetField("tun_id", 0x65), F.Output(10))),

@@ -190,7 +190,7 @@ def load_into_ovs(ovs, program: HostProgram, workdir: Path) -> None:
 @given(data=topologies())
 def test_every_rendered_program_loads_into_ovs(ovs, data: dict) -> None:
     # One private OVS for all examples; each example starts from deleted bridges.
-    _, programs = compile_all_hosts(data, "netdev")  # no kernel datapath here (FACTS.md)
+    _, programs = compile_all_hosts(data, "netdev")  # no kernel datapath here (docs/facts.md)
     with tempfile.TemporaryDirectory(dir=ovs.workdir) as tmp:
         for program in programs:
             load_into_ovs(ovs, program, Path(tmp))

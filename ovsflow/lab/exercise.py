@@ -142,7 +142,7 @@ class Exercise:
         path.write_text("\n".join(lines) + "\n")
         ns.run(["sh", "-e", str(path)], netns=info["netns"], env=self.ovs(host).env, timeout=60)
 
-    # --- VMs coming and going, a host's switch restarting (issue 4's live-controller tests) -----
+    # --- VMs coming and going, a host's switch restarting (the live controller's lab tests) -----
     def add_vm(self, port: str, topo) -> None:
         """Plug VM `port`, new in `topo`, into its host as `lab up` would have: its namespace, MAC,
         address and MTU, and its veth peer in the host's namespace (not yet on br-int: `plumb`

@@ -153,10 +153,10 @@ def _host_up(state: LabState, topo, host, index: int, names: dict[str, str], ple
     ul = state.underlay["netns"]
     ns.veth_add(PHY_DEV, hns, ul_dev, ul)
     for dev, where in ((PHY_DEV, hns), (ul_dev, ul)):
-        ns.tx_offload_off(dev, where)  # FACTS.md: checksums left to offload get dropped
+        ns.tx_offload_off(dev, where)  # docs/facts.md: checksums left to offload get dropped
         ns.link_up(dev, where)
     ns.link_master(ul_dev, UNDERLAY_BRIDGE, ul)
-    # br-phy owns the VTEP IP: the userspace datapath sends tunnel packets through it (FACTS.md)
+    # br-phy owns the VTEP IP: the userspace datapath sends tunnel packets through it (docs/facts.md)
     inst.add_bridge("br-phy")
     inst.vsctl("--may-exist", "add-port", "br-phy", PHY_DEV)
     ns.addr_add("br-phy", f"{host.vtep}/{plen}", hns)

@@ -2,7 +2,7 @@
 
 Why private instances: this machine runs no system OVS and has no OVS kernel module, so every
 simulated hypervisor gets its own daemons on the userspace (netdev) datapath, and that datapath
-allows only one ovs-vswitchd per network namespace (FACTS.md). All state sits in `workdir`, and the
+allows only one ovs-vswitchd per network namespace (docs/facts.md). All state sits in `workdir`, and the
 daemons use OVS's default file names under it, so a learner can type
 `OVS_RUNDIR=<workdir> ovs-vsctl show`, `... ovs-ofctl -O OpenFlow14 dump-flows br-tun` or
 `... ovs-appctl dpif/show` against the instance with no extra flags.
@@ -144,7 +144,7 @@ class OvsInstance:
         return self
 
     def _link_ctl(self, pidfile: Path, program: str, link: Path) -> None:
-        """Point `link` at OVS's `<program>.<pid>.ctl`, the path FACTS.md and tests name."""
+        """Point `link` at OVS's `<program>.<pid>.ctl`, the path docs/facts.md and tests name."""
         pid = read_pid(pidfile)
         if pid is None:
             raise RuntimeError(f"{program} in {self.workdir} wrote no pidfile")
@@ -196,7 +196,7 @@ class OvsInstance:
         return [line.strip() for line in out.splitlines() if line.strip() and "reply" not in line]
 
     def add_bridge(self, bridge: str, datapath_type: str = "netdev") -> None:
-        """A bridge on the userspace datapath, with the protocols bundles need (FACTS.md)."""
+        """A bridge on the userspace datapath, with the protocols bundles need (docs/facts.md)."""
         self.vsctl(
             "--may-exist", "add-br", bridge, "--", "set", "bridge", bridge,
             f"datapath_type={datapath_type}", "protocols=OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15",
