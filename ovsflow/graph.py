@@ -3,20 +3,25 @@
 A networkx graph with host, network and port nodes answers the overlay's questions in one place:
 which networks live on a host, which remote VTEPs host them (the head-end replication list of seed
 004), which tunnels a host needs. Identifiers the switch sees (local VLANs, OpenFlow port numbers,
-datapath ids) are allocated here, deterministically and stably: each has a preferred value derived
-from a stable key (VNI, port name, remote VTEP), so adding or removing an item does not renumber the
-others; only a collision moves the later item (in key order) to the next free value.
+datapath ids) are allocated here: each has a preferred value derived from a stable key (VNI, port
+name, remote VTEP), and on a collision the later item (in key order) takes the next free value. That
+alone cannot keep numbers across edits (a newcomer that sorts first takes an existing item's value),
+so a graph may be given each host's previous allocation (allocation.py): remembered numbers are kept
+for items that still exist, and only newcomers are placed. Without memory the result is a pure
+function of the topology.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import zlib
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Hashable, Iterable
+from typing import Any, TypeVar
 
 import networkx as nx
 
+from .allocation import Allocation
 from .limits import TUNNEL_OFPORTS, VM_OFPORTS
 from .model import Network, Port, Topology
 from .routers import Router
@@ -27,20 +32,30 @@ TUNNEL_TYPES = ("gre", "vxlan", "geneve")
 # VM_OFPORTS on br-int and tunnels TUNNEL_OFPORTS on br-tun (model.py refuses topologies that
 # need more, so the allocators below always find a free value for a validated topology).
 PATCH_OFPORT = 1
-__all__ = ["TUNNEL_OFPORTS", "VM_OFPORTS", "PATCH_OFPORT", "TopologyGraph", "allocate"]
+K = TypeVar("K", bound=Hashable)
+__all__ = ["PATCH_OFPORT", "TUNNEL_OFPORTS", "VM_OFPORTS", "Allocation", "TopologyGraph", "allocate"]
 
 
-def allocate(items: Iterable[tuple[Hashable, int]], space: range, pinned: dict[Hashable, int] | None = None) -> dict[Hashable, int]:
-    """Give each key a value from `space`: its pinned value, else its preferred one, else the next free.
+def allocate(items: Iterable[tuple[K, int]], space: range, pinned: Mapping[K, int] | None = None,
+             remembered: Mapping[K, int] | None = None) -> dict[K, int]:
+    """Give each key a value from `space`: its pinned value, else its remembered one, else its
+    preferred one, else the next free.
 
-    `items` are (key, preferred) pairs, processed in the order given: callers pass a stable order in
-    which older items come first (networks by VNI), so on a collision the newcomer is the one that
-    moves. A key's value changes only when a collision involves it.
+    `items` are (key, preferred) pairs, processed in the order given (callers pass a stable order).
+    A remembered value is kept when it is in `space` and no pinned value claims it, so an item that
+    existed before keeps its number whatever joined; only newcomers (and items whose memory was
+    lost) take preferred-or-next-free. Without memory a collision moves the later key.
     """
-    pinned = dict(pinned or {})
-    taken = set(pinned.values())
-    result: dict[Hashable, int] = dict(pinned)
+    result: dict[K, int] = dict(pinned or {})
+    taken = set(result.values())
     size, start = len(space), space.start
+    if remembered:
+        items = list(items)
+        for key, _ in items:
+            value = remembered.get(key)
+            if value is not None and key not in result and value in space and value not in taken:
+                taken.add(value)
+                result[key] = value
     for key, preferred in items:
         if key in result:
             continue
@@ -84,11 +99,13 @@ class Tunnel:
 class TopologyGraph:
     """Hosts, networks and ports as a networkx graph; per-host queries the compiler needs."""
 
-    def __init__(self, topo: Topology, focus: str | None = None):
+    def __init__(self, topo: Topology, focus: str | None = None, memory: Mapping[str, Allocation] | None = None):
         """`focus`: build only the part of the graph one host's program depends on (its networks
-        and every host on them), which is what rendering a single host needs."""
+        and every host on them), which is what rendering a single host needs. `memory`: per host,
+        the allocation its switch carries (see `allocate`); hosts without one are numbered afresh."""
         self.topo = topo
         self.focus = focus
+        self.memory: Mapping[str, Allocation] = memory or {}
         # Ports hang off (host, network) pairs; only the host <-> network graph is a networkx graph
         # (an edge when a host has at least one port on a network), which keeps it small: at
         # 100,000 ports a graph with a node per port took 2.2 s to build, this one a fraction.
@@ -193,24 +210,34 @@ class TopologyGraph:
     # -- allocations --------------------------------------------------------------------------
     def local_vlans(self, host: str) -> dict[str, int]:
         """Local VLAN per network on this host (a port on it, or routed into): pinned `vlan`, else
-        preferred ((VNI-1) mod 4094)+1."""
+        remembered, else preferred ((VNI-1) mod 4094)+1."""
         nets = sorted((*self.networks_on(host), *self.routed_only(host)), key=lambda n: n.vni)
         pinned = {n.name: n.vlan for n in nets if n.vlan is not None}
-        return allocate(((n.name, n.vni) for n in nets), range(1, 4095), pinned)  # type: ignore[return-value]
+        mem = self.memory.get(host)
+        return allocate(((n.name, n.vni) for n in nets), range(1, 4095), pinned,
+                        mem.vlans if mem else None)
 
     def vm_ofports(self, host: str) -> dict[str, int]:
         ports = self.ports_on(host)
         pinned = {p.name: p.ofport for p in ports if p.ofport is not None}
-        return allocate(((p.name, stable_hash(p.name)) for p in ports), VM_OFPORTS, pinned)  # by name  # type: ignore[return-value]
+        mem = self.memory.get(host)
+        return allocate(((p.name, stable_hash(p.name)) for p in ports), VM_OFPORTS, pinned,
+                        mem.vm_ofports if mem else None)
 
     def tunnels(self, host: str) -> list[Tunnel]:
         keys = sorted(self.peers(host))
         names = {k: tunnel_port_name(k[1], self.topo.hosts[k[0]].vtep) for k in keys}
-        ofports = allocate(((k, stable_hash(names[k])) for k in keys), TUNNEL_OFPORTS)
+        mem = self.memory.get(host)
+        remembered = {k: mem.tunnel_ofports[n] for k, n in names.items() if n in mem.tunnel_ofports} if mem else None
+        ofports = allocate(((k, stable_hash(names[k])) for k in keys), TUNNEL_OFPORTS, None, remembered)
         return sorted(
             (Tunnel(names[k], k[1], k[0], self.topo.hosts[k[0]].vtep, ofports[k]) for k in keys),
             key=lambda t: t.ofport,
         )
+
+    def allocation(self, host: str) -> Allocation:
+        """The host's numbers as one value, to remember for the next compile."""
+        return Allocation(self.local_vlans(host), self.vm_ofports(host), {t.name: t.ofport for t in self.tunnels(host)})
 
     def datapath_ids(self, host: str) -> tuple[int, int]:
         """(br-int, br-tun) dpids: given in the topology, else 0x1/0x2 << 32 | VTEP IPv4 (unique)."""
@@ -218,7 +245,7 @@ class TopologyGraph:
         ip = int(ipaddress.IPv4Address(h.vtep))
         return (h.dpid_int or (0x1 << 32 | ip), h.dpid_tun or (0x2 << 32 | ip))
 
-    def fingerprint(self, host: str) -> tuple:
+    def fingerprint(self, host: str) -> tuple[Any, ...]:
         """Everything the host's program is compiled from, as one hashable value, without compiling.
 
         Two topologies that give a host the same fingerprint give it the same program (a property

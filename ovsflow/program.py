@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .allocation import Allocation
 from .flow import Flow, GroupEntry
 
 # Every flow ovsflow installs carries a cookie whose upper 32 bits are "ovsf" in ASCII, so ovsflow
@@ -63,6 +64,9 @@ class HostProgram:
     vtep: str
     bridges: tuple[BridgeProgram, ...]  # br-int first, then br-tun
     local_vlans: dict[str, int] = field(default_factory=dict)  # network name -> local VLAN id
+    # Every number the program chose (VLANs, VM and tunnel ofports), to remember for the next
+    # compile of this host so an edit renumbers nothing (graph.allocate). Derived: not compared.
+    allocation: Allocation = field(default_factory=Allocation, compare=False)
 
     def bridge(self, role: str) -> BridgeProgram:
         for b in self.bridges:

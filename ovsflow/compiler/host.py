@@ -3,17 +3,18 @@ bridges with their ports; per network in steps, reusing an earlier compile's pie
 
 from __future__ import annotations
 
-from typing import Generator
+from collections.abc import Generator, Mapping
 
+from ..allocation import Allocation
 from ..flow import Flow
 from ..graph import PATCH_OFPORT, TopologyGraph
 from ..model import Network, Topology
-from ..routers import Router
 from ..pipeline import Pipelines
 from ..program import COOKIE_STATIC, HostProgram, PortConfig
+from ..routers import Router
 from .integration import IntTables
-from .routing import RoutingTables
 from .pieces import NetworkPiece, PieceMemo, assemble, check, finish, keyed
+from .routing import RoutingTables
 from .tunnel import TunTables
 
 
@@ -108,23 +109,31 @@ class HostCompiler(TunTables, IntTables, RoutingTables):
         tun_parts = (tun_wide, *((p.tun, p.tun_keys) for p in pieces))
         br_int = assemble(self.host.bridge_int, "int", dp_type, dpid_int, int_ports, int_parts, ())
         br_tun = assemble(self.host.bridge_tun, "tun", dp_type, dpid_tun, tun_ports, tun_parts, groups)
-        return HostProgram(self.host.name, self.host.vtep, (br_int, br_tun), dict(self.vlans))
+        allocation = Allocation(dict(self.vlans), dict(self.vm_ofports), {t.name: t.ofport for t in self.tunnels})
+        return HostProgram(self.host.name, self.host.vtep, (br_int, br_tun), dict(self.vlans), allocation)
 
 
 
 def compile_host(topo: Topology, host: str, datapath_type: str | None = None, graph: TopologyGraph | None = None,
-                 memo: PieceMemo | None = None, pipelines: Pipelines | None = None) -> HostProgram:
+                 memo: PieceMemo | None = None, pipelines: Pipelines | None = None,
+                 allocation: Allocation | None = None) -> HostProgram:
     """The program of one host. Pass a prebuilt `graph` when compiling many hosts of one topology,
     a `memo` to reuse the network pieces of an earlier compile (the result is the same), and
-    `pipelines` to compile against other declarations than pipelines/ (tests renumber tables)."""
+    `pipelines` to compile against other declarations than pipelines/ (tests renumber tables).
+    `allocation`: the numbers the host's switch carries (an earlier program's `allocation`), kept
+    for every item that still exists; without a `graph` only (a graph carries its own memory)."""
     if host not in topo.hosts:
         raise KeyError(host)
     if graph is not None and graph.focus not in (None, host):
         raise ValueError(f"graph focused on {graph.focus}, not {host}")
-    return HostCompiler(graph or TopologyGraph(topo, focus=host), host, memo, pipelines).compile(datapath_type)
+    if graph is not None and allocation is not None:
+        raise ValueError("give the allocation to the graph (TopologyGraph(memory=...)), not beside it")
+    graph = graph or TopologyGraph(topo, focus=host, memory={host: allocation} if allocation else None)
+    return HostCompiler(graph, host, memo, pipelines).compile(datapath_type)
 
 
 def compile_all(topo: Topology, datapath_type: str | None = None, memo: PieceMemo | None = None,
-                pipelines: Pipelines | None = None) -> dict[str, HostProgram]:
-    graph = TopologyGraph(topo)
+                pipelines: Pipelines | None = None, memory: Mapping[str, Allocation] | None = None) -> dict[str, HostProgram]:
+    """Every host's program; `memory`: per host, the allocation its switch carries."""
+    graph = TopologyGraph(topo, memory=memory)
     return {h: compile_host(topo, h, datapath_type, graph, memo, pipelines) for h in sorted(topo.hosts)}
