@@ -84,6 +84,12 @@ class TunnelPacket:
         return "ethertype ARP" in self.inner
 
     @property
+    def inner_ttl(self) -> int | None:
+        """TTL of the encapsulated IPv4 packet (None if it is not IPv4): routing decrements it."""
+        m = _INNER_TTL.search(self.inner)
+        return int(m.group(1)) if m else None
+
+    @property
     def overhead(self) -> int:
         """Bytes the tunnel adds on the wire: outer Ethernet (14) + outer IP packet - inner frame."""
         return 14 + self.outer_ip_len - self.inner_len
@@ -93,6 +99,7 @@ _HDR = re.compile(r"^\d\d:\d\d:\d\d\.\d+ (?:(\S+) \S+ +ifindex \d+ )?")
 _VXLAN = re.compile(r"(\d+\.\d+\.\d+\.\d+)\.\d+ > (\d+\.\d+\.\d+\.\d+)\.(4789|6081): .*?(VXLAN|Geneve).*?vni (0x[0-9a-f]+|\d+)")
 _GRE = re.compile(r"(\d+\.\d+\.\d+\.\d+) > (\d+\.\d+\.\d+\.\d+): GREv0.*?key=(0x[0-9a-f]+|\d+)")
 _MACS = re.compile(r"^\s*([0-9a-f:]{17}) > ([0-9a-f:]{17}),.*?length (\d+)")
+_INNER_TTL = re.compile(r"ethertype IPv4 \(0x0800\), length \d+: \(tos \S+, ttl (\d+),")
 _OUTER_LEN = re.compile(r"proto (?:UDP|GRE) \(\d+\), length (\d+)")
 
 

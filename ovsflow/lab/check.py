@@ -6,7 +6,10 @@ For every ordered pair of VMs (a, b):
 - different networks: b must receive none of a's probe frames — a broadcast and a unicast to b's
   MAC, which the pipeline would deliver to b if isolation were broken — and a's ping to b's IP must
   fail, unless that IP also belongs to a VM of a's own network (overlapping tenants): then the
-  answer must come from that VM, and the probe frames are the proof that b saw nothing.
+  answer must come from that VM, and the probe frames are the proof that b saw nothing;
+- different networks of one router (routed): a must ping b's IP (one router hop), and b must still
+  receive none of a's probe frames (routing is IPv4 to the router's MAC, never L2 across networks).
+  An IP of another tenant that a VM of a's router also has is answered by that VM (a's "own" side).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class PairResult:
     neighbour_mac: str | None
     l2: bool  # did dst receive src's probe frames
     note: str = ""
+    routed: bool = False  # different networks joined by one router: the ping must go through
     violations: list[str] = field(default_factory=list)
 
     @property
@@ -104,12 +108,34 @@ def _probe_l2(vms: dict[str, dict]) -> dict[str, set[str]]:
     return received
 
 
+def routed_networks(state: LabState) -> dict[str, set[str]]:
+    """Network -> the networks its router joins it to (itself included); a network without a
+    router reaches only itself. Read from the lab's topology file (none: no routers)."""
+    from ovsflow.model import load_topology
+
+    try:
+        topo = load_topology(state.topology)
+    except Exception:  # a lab without a readable topology file: nothing is routed
+        return {}
+    out: dict[str, set[str]] = {}
+    for router in topo.routers.values():
+        for net in router.networks:
+            out[net] = set(router.networks)
+    return out
+
+
 def run_check(state: LabState) -> CheckResult:
     t0 = time.monotonic()
     vms = state.vms
     names = sorted(vms)
     pairs = [(a, b) for a in names for b in names if a != b]
     same = {(a, b): vms[a]["network"] == vms[b]["network"] for a, b in pairs}
+    routes = routed_networks(state)
+
+    def reach(port: str) -> set[str]:
+        return routes.get(vms[port]["network"], {vms[port]["network"]})
+
+    routed = {(a, b): not same[(a, b)] and vms[b]["network"] in reach(a) for a, b in pairs}
     with_ip = [(a, b) for a, b in pairs if vms[a]["ip"] and vms[b]["ip"] and vms[a]["ip"] != vms[b]["ip"]]
 
     # 1. same-network pings first (their ARP floods teach br-tun's table 20), retried once: the
@@ -119,16 +145,19 @@ def run_check(state: LabState) -> CheckResult:
     retry = [p for p, ok in ping.items() if not ok]
     if retry:
         ping.update(_ping_many(vms, retry, count=5))
-    # 2. cross-network pings, all at once
+    # 2. cross-network pings, all at once; routed ones that failed retried once (as above)
     ping.update(_ping_many(vms, [p for p in with_ip if not same[p]]))
+    retry = [p for p in with_ip if routed[p] and not ping[p]]
+    if retry:
+        ping.update(_ping_many(vms, retry, count=5))
     # 3. marked L2 frames
     received = _probe_l2(vms)
 
     results: dict[tuple[str, str], PairResult] = {}
     for a, b in pairs:
-        r = PairResult(a, b, same[(a, b)], ping.get((a, b)), None, a in received[b])
+        r = PairResult(a, b, same[(a, b)], ping.get((a, b)), None, a in received[b], routed=routed[(a, b)])
         ip = vms[b]["ip"]
-        local_owners = [n for n in names if vms[n]["network"] == vms[a]["network"] and vms[n]["ip"] == ip]
+        local_owners = [n for n in names if vms[n]["network"] in reach(a) and vms[n]["ip"] == ip]
         if r.ping is not None:
             r.neighbour_mac = _neighbour_mac(vms[a], ip) if r.ping else None
         if r.same_network:
@@ -141,14 +170,18 @@ def run_check(state: LabState) -> CheckResult:
         else:
             if r.l2:
                 r.violations.append(f"{b} received {a}'s frames across networks")
-            if vms[a]["ip"] == ip:
+            if r.routed:
+                if r.ping is False:
+                    r.violations.append(f"routed ping {ip} failed")
+            elif vms[a]["ip"] == ip:
                 r.note = "same IP as source"
             elif r.ping and not local_owners:
                 r.violations.append(f"ping {ip} answered across networks (from {r.neighbour_mac})")
             elif r.ping and local_owners:
                 owner_macs = {vms[n]["mac"] for n in local_owners}
-                r.note = f"{ip} answered by {'/'.join(local_owners)} (own network)"
-                if r.neighbour_mac not in owner_macs:
+                on_link = [n for n in local_owners if vms[n]["network"] == vms[a]["network"]]
+                r.note = f"{ip} answered by {'/'.join(local_owners)} ({'own network' if on_link else 'own router'})"
+                if on_link and r.neighbour_mac not in owner_macs:
                     r.violations.append(f"{ip} answered from {r.neighbour_mac}, not by {'/'.join(local_owners)}")
         results[(a, b)] = r
     return CheckResult(names, results, time.monotonic() - t0)
@@ -159,6 +192,8 @@ def cell(r: PairResult) -> str:
         return "FAIL"
     if r.same_network:
         return "ok" if r.ping is not None else "ok(l2)"
+    if r.routed:
+        return "rtd"
     return "iso*" if r.note else "iso"
 
 
@@ -177,6 +212,7 @@ def format_matrix(result: CheckResult, vms: dict[str, dict]) -> str:
         lines.append(row)
     lines.append("")
     lines.append("ok = same network, ping answered by the right MAC and probe frames arrived; "
+                 "rtd = networks of one router, the ping routed, no probe frame arrived; "
                  "iso = different networks, nothing arrived; iso* = IP also used in the sender's own network, "
                  "answered there, nothing arrived at the other tenant")
     for r in result.pairs.values():
