@@ -18,15 +18,15 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import lab_check_module, lab_name
+from test_app_lab import CTL_IP, CTL_PORT, Live, apply_edit
+
 from ovsflow.compiler import compile_host
 from ovsflow.lab import lab as labmod
 from ovsflow.lab.check import format_matrix, run_check
 from ovsflow.lab.controller import controlled_lab
 from ovsflow.lab.exercise import Exercise, ping_gap, ping_replies
 from ovsflow.model import load_topology
-from test_app_lab import CTL_IP, CTL_PORT, Live, apply_edit
 
 pytestmark = pytest.mark.ovs
 

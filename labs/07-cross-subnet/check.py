@@ -89,7 +89,7 @@ def vm_capture(lab: Exercise, ports: tuple, action) -> dict:
             procs[port] = subprocess.Popen(
                 ["ip", "netns", "exec", vm["netns"], "tcpdump", "-l", "-n", "-e", "-i", vm["dev"], "not", "ether", "src", vm["mac"]],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for port, proc in procs.items():
+        for proc in procs.values():
             line, deadline = "", time.monotonic() + 10
             while "listening on" not in line and time.monotonic() < deadline:
                 line = proc.stderr.readline()
@@ -191,7 +191,8 @@ def check(lab: Exercise) -> None:
     leaked = [p for p in packets if any(re.search(rf"{re.escape(ip)}(?![.\d])", p.inner) for ip in gw_ips)]
     control = echo(packets, "request")
     lab.expect(not leaked and len(control) == 2 and answers["control"][1] == [63],
-               f"nothing of it on the underlay: {len(packets)} tunnel frames, {len(leaked)} about a gateway IP (ARP or ICMP) {[p.inner[:90] for p in leaked]}; "
+               f"nothing of it on the underlay: {len(packets)} tunnel frames, "
+               f"{len(leaked)} about a gateway IP (ARP or ICMP) {[p.inner[:90] for p in leaked]}; "
                f"the capture saw the control ping vm1 -> vm2 ({len(control)} request legs)")
 
     check_centralized(lab, macs)
