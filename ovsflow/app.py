@@ -65,6 +65,10 @@ REQUEST_TIMEOUT = 60.0
 TICK = 0.01  # seconds: how often the watcher looks for SIGHUP (a flag the handler sets) and polls
 
 
+def _port_name(name: bytes | str) -> str:
+    return name.rstrip(b"\0").decode("utf-8", "replace") if isinstance(name, bytes) else name
+
+
 def topology_path() -> str | None:
     return getattr(cfg.CONF, "ovsflow_topology", None) or os.environ.get(ENV_TOPOLOGY) or None
 
@@ -200,7 +204,8 @@ class OvsflowApp(app_manager.RyuApp):
             return
         if ev.state == MAIN_DISPATCHER:
             self.datapaths[dp.id] = dp
-            label = self.core.connected(dp.id, dp, dp.ofproto.OFP_VERSION)
+            ports = {_port_name(p.name): p.port_no for p in (dp.ports or {}).values()}  # port-desc, before MAIN
+            label = self.core.connected(dp.id, dp, dp.ofproto.OFP_VERSION, ports)
             version = {ofproto_v1_3.OFP_VERSION: "1.3", ofproto_v1_4.OFP_VERSION: "1.4"}.get(dp.ofproto.OFP_VERSION)
             LOG.info("ovsflow: switch %016x (%s) connected from %s, OpenFlow %s", dp.id, label, dp.address, version)
             if label != "not in topology":

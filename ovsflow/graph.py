@@ -105,7 +105,7 @@ class TopologyGraph:
         the allocation its switch carries (see `allocate`); hosts without one are numbered afresh."""
         self.topo = topo
         self.focus = focus
-        self.memory: Mapping[str, Allocation] = memory or {}
+        self.memory: Mapping[str, Allocation] = memory if memory is not None else {}  # read live
         # Ports hang off (host, network) pairs; only the host <-> network graph is a networkx graph
         # (an edge when a host has at least one port on a network), which keeps it small: at
         # 100,000 ports a graph with a node per port took 2.2 s to build, this one a fraction.

@@ -7,11 +7,11 @@ import copy
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_properties import MAC_POOL, topologies
 
 from ovsflow.compiler import compile_host
 from ovsflow.graph import TopologyGraph
 from ovsflow.model import TopologyError, load_topology_data
-from test_properties import MAC_POOL, topologies
 
 
 def edit(data: dict, kind: str, pick: int) -> dict:
@@ -64,3 +64,22 @@ def test_fingerprint_changes_for_the_hosts_a_move_touches() -> None:
     new = TopologyGraph(load_topology_data(data))
     changed = {h for h in data["hosts"] if old.fingerprint(h) != new.fingerprint(h)}
     assert changed == {"hv1", "hv2", "hv3"}
+
+
+@given(topologies(), st.sampled_from(["move", "remove", "add", "mac", "mode", "vtep", "vni"]), st.integers(0, 1000))
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_equal_fingerprint_means_equal_program_with_memory(data: dict, kind: str, pick: int) -> None:
+    """The controller compiles each host with the allocation in use and reuses a host's program
+    when its fingerprint is unchanged: that program must be what compiling with memory gives."""
+    old = load_topology_data(data, "old")
+    try:
+        new = load_topology_data(edit(data, kind, pick), "new")
+    except TopologyError:
+        return
+    g_old = TopologyGraph(old)
+    memory = {h: compile_host(old, h, graph=g_old).allocation for h in old.hosts}
+    g_new = TopologyGraph(new, memory=memory)
+    for host in sorted(set(old.hosts) & set(new.hosts)):
+        if g_old.fingerprint(host) == g_new.fingerprint(host):
+            a, b = compile_host(old, host, graph=g_old), compile_host(new, host, graph=g_new)
+            assert a.bridges == b.bridges and a.allocation == b.allocation, f"{kind}: {host}"

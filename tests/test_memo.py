@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_fingerprint import edit
+from test_properties import topologies
 
 from ovsflow.compiler import PieceMemo, compile_all
 from ovsflow.model import TopologyError, load_topology_data
-from test_fingerprint import edit
-from test_properties import topologies
 
 
 @given(topologies(), st.lists(st.tuples(st.sampled_from(["move", "remove", "add", "mac", "mode", "vtep", "vni"]),
@@ -54,9 +54,11 @@ def test_an_edit_rebuilds_only_the_network_it_touches() -> None:
         assert after[host] == compile_all(load_topology_data(data, "t"))[host]
 
 
-def test_a_network_whose_local_vlan_moves_is_rebuilt() -> None:
-    """VNI 4195 prefers VLAN 101; when VNI 101 arrives on the host it takes 101 (older VNI first)
-    and the unchanged network moves to 102: same network, new piece."""
+def test_with_memory_a_colliding_newcomer_moves_nothing_and_the_old_piece_is_reused() -> None:
+    """VNI 4195 prefers VLAN 101, as does VNI 101. Given hv1's previous allocation, blue keeps 101
+    when red arrives and red takes 102: blue's piece comes back from the memo as it was. Without
+    memory (a pure function of the topology) the older VNI takes 101 and blue moves to 102: same
+    network, new piece."""
     data = {
         "hosts": {"hv1": {"vtep": "192.0.2.11"}, "hv2": {"vtep": "192.0.2.12"}},
         "networks": {"blue": {"vni": 4195, "mode": "l2pop"}, "red": {"vni": 101}},
@@ -68,6 +70,14 @@ def test_a_network_whose_local_vlan_moves_is_rebuilt() -> None:
     before = compile_all(load_topology_data(data, "t"), memo=memo)
     data["ports"]["r1"] = {"host": "hv1", "network": "red", "mac": "02:00:00:00:00:04"}
     topo = load_topology_data(data, "t")
-    after = compile_all(topo, memo=PieceMemo(memo))
-    assert before["hv1"].local_vlans == {"blue": 101} and after["hv1"].local_vlans == {"red": 101, "blue": 102}
-    assert after == compile_all(topo)
+    memory = {h: p.allocation for h, p in before.items()}
+    kept = compile_all(topo, memo=PieceMemo(memo), memory=memory)
+    assert before["hv1"].local_vlans == {"blue": 101} and kept["hv1"].local_vlans == {"blue": 101, "red": 102}
+    assert kept == compile_all(topo, memory=memory)
+    # parts: host-wide, then one per network by VNI (red 101, blue 4195): blue's is the old object
+    for old, new in zip(before["hv1"].bridges, kept["hv1"].bridges):
+        assert new.parts[-1] is old.parts[-1] and old.parts[-1]
+    fresh = compile_all(topo, memo=PieceMemo(memo))
+    assert fresh["hv1"].local_vlans == {"red": 101, "blue": 102}
+    assert fresh == compile_all(topo)
+    assert all(new.parts[-1] is not old.parts[-1] for old, new in zip(before["hv1"].bridges, fresh["hv1"].bridges))

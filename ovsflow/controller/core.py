@@ -14,7 +14,7 @@ connection confirmed an earlier target, diffs the two targets without reading an
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from .. import reconcile as RC
@@ -82,9 +82,14 @@ class Core:
         else:
             self.handshakes.pop(conn, None)
 
-    def connected(self, dpid: int, conn: Hashable, version: int) -> str:
-        """Register a switch in MAIN state; the label the shell logs it with."""
+    def connected(self, dpid: int, conn: Hashable, version: int, ports: Mapping[str, int] | None = None) -> str:
+        """Register a switch in MAIN state; the label the shell logs it with. `ports`: its OpenFlow
+        ports (name -> number, from port-desc), which the numbering memory takes as they are
+        (Programs.remember_ports): after a controller restart the flows use the numbers the
+        switch already has instead of renumbering it."""
         self.switches[dpid] = Switch(dpid, conn, version)
+        if ports and self.programs is not None and self.programs.remember_ports(dpid, ports):
+            LOG.info("ovsflow: switch %016x: its port numbers differ from a fresh allocation: kept", dpid)
         known = self.programs is not None and dpid in self.programs.where
         return self.programs.label(dpid) if known and self.programs else "not in topology"
 
@@ -118,7 +123,7 @@ class Core:
                 if new.target(dpid, old) != old_target:  # only hosts whose inputs changed compile
                     changed.append(dpid)
             moves = self._moves(old, new) if old is not None else {}
-        except Exception as exc:  # noqa: BLE001 - any failure keeps the running program
+        except Exception as exc:
             LOG.error("ovsflow: topology %s rejected (%s), keeping the running program: %s",
                       self.path, why, one_line(exc))
             return None

@@ -5,17 +5,22 @@ time one of its switches needs it, from network pieces the controller may have c
 Given the topology loaded before, a host whose inputs did not change (graph.fingerprint) takes its
 old targets as they are, and a changed host is compiled through the previous compile's network
 pieces and encodings: an edit costs the networks it touches, not the hosts.
+
+Numbering is remembered per host (`memory`, graph.allocate): each load starts from the allocations
+in use after the previous one, so an edit never renumbers a network's local VLAN or a port's
+OpenFlow number, and the switches of unrelated networks get nothing. A new controller has no memory;
+the OpenFlow port numbers a connecting switch reports (port-desc) fill it (`remember_ports`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..compiler import PieceMemo, compile_host
 from ..flow import Flow, GroupEntry
-from ..graph import TopologyGraph
+from ..graph import PATCH_OFPORT, TUNNEL_TYPES, Allocation, TopologyGraph
 from ..model import load_topology
 from ..openflow.encode import Encoder, canonical_group
 
@@ -114,7 +119,12 @@ class Programs:
 
     def __init__(self, path: str, previous: Programs | None = None) -> None:
         self.topo = load_topology(path)
-        self.graph = graph = TopologyGraph(self.topo)
+        # Per host, the numbers its switches carry: the previous load's, updated as hosts compile
+        # (the graph reads this dict, so a host is always compiled with its latest memory).
+        self.memory: dict[str, Allocation] = {h: a for h, a in (previous.memory if previous else {}).items()
+                                              if h in self.topo.hosts}
+        self.graph = graph = TopologyGraph(self.topo, memory=self.memory)
+        self._compiled: dict[str, Allocation] = {}  # host -> the numbers its targets were compiled with
         self._fingerprints: dict[str, tuple[Any, ...]] = {}
         self.where: dict[int, tuple[str, str]] = {}  # dpid -> (host, role)
         for host in sorted(self.topo.hosts):
@@ -157,15 +167,47 @@ class Programs:
     def compile(self, host: str, previous: Programs | None = None) -> None:
         dpids = self.graph.datapath_ids(host)
         if previous is not None and host in previous.topo.hosts \
-                and all(d in previous._targets for d in dpids) \
+                and all(d in previous._targets for d in dpids) and host in previous._compiled \
                 and previous.fingerprint(host) == self.fingerprint(host):
             self.memo.carry(host)
+            self._compiled[host] = previous._compiled[host]
             for d in dpids:
                 self._targets[d] = previous._targets[d]
                 self.encoded.carry(self._targets[d].parts)
                 self.n_flows += len(self._targets[d].flows)
             return
         program = compile_host(self.topo, host, graph=self.graph, memo=self.memo)
+        self.memory[host] = self._compiled[host] = program.allocation
         for b in program.bridges:
             self._targets[b.datapath_id] = bridge_target(host, b, self.encoder, self.encoded)
             self.n_flows += len(b.flows)
+
+    def remember_ports(self, dpid: int, ports: Mapping[str, int]) -> bool:
+        """A connecting switch's OpenFlow ports (name -> number, from port-desc) as the numbering
+        memory of its host: OVS keeps the numbers it was asked for, so after a controller restart
+        this is the allocation the flows must use. The switch wins over what this controller
+        remembers. Returns True when the host's numbers changed (its targets are then dropped and
+        compiled again on next need)."""
+        if dpid not in self.where:
+            return False
+        host, role = self.where[dpid]
+        old = self.memory.get(host, Allocation())
+        if role == "int":
+            by_iface = {p.iface: p.name for p in self.graph.ports_on(host)}
+            seen = {by_iface[n]: no for n, no in ports.items() if n in by_iface and no != PATCH_OFPORT}
+            new = Allocation(old.vlans, {**old.vm_ofports, **seen}, old.tunnel_ofports)
+        else:
+            seen = {n: no for n, no in ports.items() if n.split("-", 1)[0] in TUNNEL_TYPES}
+            new = Allocation(old.vlans, old.vm_ofports, {**old.tunnel_ofports, **seen})
+        if new == old:
+            return False
+        self.memory[host] = new
+        compiled = self._compiled.get(host)
+        if compiled is None or self.graph.allocation(host) == compiled:
+            return False
+        del self._compiled[host]
+        for d in self.graph.datapath_ids(host):
+            target = self._targets.pop(d, None)
+            if target is not None:
+                self.n_flows -= len(target.flows)
+        return True
