@@ -58,21 +58,34 @@ def validate(topology: str) -> None:
               help="With --format flows: which bridge's flows.")
 @click.option("--datapath-type", type=click.Choice(["system", "netdev"]), default=None,
               help="Override the hosts' datapath_type (netdev = userspace datapath).")
+@click.option("--memory-from-switch", is_flag=True,
+              help="Number as the local OVS remembers (br-int external_ids:ovsflow-allocation) also when "
+                   "not applying; applying always does. Without it --dry-run depends on its inputs only.")
 def render(topology: str, host: str | None, all_hosts: bool, output_dir: str | None, dry_run: bool, fmt: str,
-           bridge: str, datapath_type: str | None) -> None:
+           bridge: str, datapath_type: str | None, memory_from_switch: bool) -> None:
     """Render the OpenFlow program of a host as a script (or flow file), or apply it."""
     from .graph import TopologyGraph
-    from .render import render_flows, render_script
+    from .render import render_flows, render_script, switch_allocation
 
     if bool(host) == all_hosts:
         _fail("give exactly one of --host NAME or --all-hosts")
     if all_hosts and not output_dir:
         _fail("--all-hosts writes one file per host: give --output-dir DIR")
+    if all_hosts and memory_from_switch:
+        _fail("--memory-from-switch reads the local OVS, which is one host's: give --host NAME")
     topo = _load(topology)
     if host and host not in topo.hosts:
         _fail(f"{topology}: hosts.{host}: no such host (known: {', '.join(sorted(topo.hosts)) or 'none'})")
     roles = ("int", "tun") if bridge == "both" else (bridge,)
-    graph = TopologyGraph(topo, focus=None if all_hosts else host)
+    applying = not (dry_run or fmt == "flows" or output_dir)
+    memory = None
+    if host and (applying or memory_from_switch):
+        # The numbers the switch carries: kept for everything that still exists (graph.allocate).
+        allocation, why = switch_allocation(topo.hosts[host].bridge_int)
+        if why:
+            click.echo(f"ovsflow: warning: {escape(why)}; numbering afresh", err=True)
+        memory = {host: allocation} if allocation is not None else None
+    graph = TopologyGraph(topo, focus=None if all_hosts else host, memory=memory)
 
     def one(name: str) -> str:
         if fmt == "flows":
@@ -82,7 +95,7 @@ def render(topology: str, host: str | None, all_hosts: bool, output_dir: str | N
     if output_dir:
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        for name in sorted(topo.hosts) if all_hosts else [host]:  # type: ignore[list-item]
+        for name in [host] if host else sorted(topo.hosts):
             suffix = ".sh" if fmt == "script" else ".flows"
             target = out / f"{name}{suffix}"
             target.write_text(one(name))
@@ -204,6 +217,10 @@ def demo(topology: str | None, keep: bool, name: str) -> None:
 from .lab.cli import lab  # noqa: E402 - the lab's command group lives with the lab
 
 main.add_command(lab)
+from .trace_cli import trace  # noqa: E402 - `ovsflow trace` lives in its own module
+main.add_command(trace)
+from .verify.cli import verify_command  # noqa: E402 - `ovsflow verify` lives in its own package
+main.add_command(verify_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,6 +14,10 @@ bridge it changes those settings only when they differ, and says so (the app the
 Ports: patch and tunnel ports exactly as the program lists them (type, options, ofport_request);
 VM ports by name (the lab or the hypervisor creates the device). Stale patch/tunnel ports on an
 ovsflow bridge are removed; other ports (e.g. ones an operator added) are left alone.
+
+Numbering: br-int's `external_ids:ovsflow-allocation` holds the host's allocation (the same record
+`render` writes); `ensure_from_topology` reads it before compiling, so an edit never moves an
+existing port's ofport_request, and writes the new one in the same transaction.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 import ovs.db.idl
 import ovs.poller
 
+from .allocation import EXTERNAL_ID, Allocation
 from .program import OPENFLOW_VERSIONS, TUNNEL_TYPES, BridgeProgram, HostProgram, PortConfig
 
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
@@ -34,7 +39,7 @@ OVSFLOW_PORT_TYPES = {"patch", *TUNNEL_TYPES}
 LOCAL = 65534  # OFPP_LOCAL: the bridge's own internal port
 TABLES = {
     "Open_vSwitch": ["bridges", "next_cfg", "cur_cfg"],
-    "Bridge": ["name", "ports", "datapath_type", "fail_mode", "protocols", "other_config", "controller"],
+    "Bridge": ["name", "ports", "datapath_type", "fail_mode", "protocols", "other_config", "controller", "external_ids"],
     "Port": ["name", "interfaces"],
     "Interface": ["name", "type", "options", "ofport_request"],
     "Controller": ["target", "inactivity_probe", "connection_mode"],
@@ -95,10 +100,11 @@ class _Host:
     """One transaction that makes the server's bridges match a HostProgram."""
 
     def __init__(self, idl: ovs.db.idl.Idl, controller: str | None, probe_ms: int | None,
-                 datapath_type: str | None) -> None:
+                 datapath_type: str | None, allocation: Allocation | None = None) -> None:
         self.idl = idl
         self.txn = ovs.db.idl.Transaction(idl)
         self.controller, self.probe_ms, self.datapath_type = controller, probe_ms, datapath_type
+        self.allocation = allocation.encode() if allocation else None  # recorded on br-int
         self.changes = Changes()
 
     def bridge_by_name(self) -> dict[str, Any]:
@@ -147,6 +153,8 @@ class _Host:
             br.fail_mode = ["secure"]
             br.protocols = PROTOCOLS
             br.other_config = {"datapath-id": dpid}
+            if bp.role == "int" and self.allocation:
+                br.external_ids = {EXTERNAL_ID: self.allocation}
             if self.controller:
                 br.controller = [self.controller_row()]
             local = self.new_interface_port(PortConfig(bp.name, LOCAL, "internal"))
@@ -169,6 +177,9 @@ class _Host:
         if dict(br.other_config).get("datapath-id") != dpid:
             br.setkey("other_config", "datapath-id", dpid)
             ch.append(f"bridge {bp.name}: datapath-id -> {dpid}")
+        if bp.role == "int" and self.allocation and dict(br.external_ids).get(EXTERNAL_ID) != self.allocation:
+            br.setkey("external_ids", EXTERNAL_ID, self.allocation)
+            ch.append(f"bridge {bp.name}: allocation recorded (external_ids:{EXTERNAL_ID})")
         if _opt(br.fail_mode) != "secure":
             br.fail_mode = ["secure"]
             ch.append(f"bridge {bp.name}: fail_mode -> secure")
@@ -237,22 +248,46 @@ def ensure_host(remote: str, program: HostProgram, controller: str | None = None
                 probe_ms: int | None = None, datapath_type: str | None = None,
                 timeout: float = 10.0, wait: float = 10.0) -> Changes:
     """Make the OVSDB at `remote` hold the program's bridges and ports, in one transaction
-    (wait=0: do not wait for ovs-vswitchd to apply it, like `ovs-vsctl --no-wait`)."""
+    (wait=0: do not wait for ovs-vswitchd to apply it, like `ovs-vsctl --no-wait`); br-int records
+    the program's allocation."""
     idl = connect(remote, timeout)
     try:
-        host = _Host(idl, controller, probe_ms, datapath_type)
-        for bp in program.bridges:
-            host.ensure_bridge(bp)
-        return host.commit(wait)
+        return _ensure(idl, program, controller, probe_ms, datapath_type, wait)
     finally:
         idl.close()
 
 
+def _ensure(idl: ovs.db.idl.Idl, program: HostProgram, controller: str | None, probe_ms: int | None,
+            datapath_type: str | None, wait: float) -> Changes:
+    host = _Host(idl, controller, probe_ms, datapath_type, program.allocation)
+    for bp in program.bridges:
+        host.ensure_bridge(bp)
+    return host.commit(wait)
+
+
+def recorded_allocation(idl: ovs.db.idl.Idl, bridge: str) -> Allocation | None:
+    """The allocation recorded on `bridge` (None: no bridge, no record, or not ovsflow's text,
+    which then is numbered afresh and overwritten)."""
+    br = next((b for b in idl.tables["Bridge"].rows.values() if b.name == bridge), None)
+    text = dict(br.external_ids).get(EXTERNAL_ID) if br is not None else None
+    try:
+        return Allocation.decode(text) if text else None
+    except ValueError:
+        return None
+
+
 def ensure_from_topology(topology: str, host: str, remote: str, controller: str | None = None,
                          probe_ms: int | None = None, datapath_type: str | None = None) -> Changes:
-    """What an `ovsflow` command needs: compile `host` of the topology file and ensure it."""
+    """What an `ovsflow` command needs: compile `host` of the topology file with the numbers its
+    br-int records, and ensure it."""
     from .compiler import compile_host
     from .model import load_topology
 
-    program = compile_host(load_topology(topology), host, datapath_type)
-    return ensure_host(remote, program, controller, probe_ms, datapath_type)
+    topo = load_topology(topology)
+    idl = connect(remote)
+    try:
+        memory = recorded_allocation(idl, topo.hosts[host].bridge_int)
+        program = compile_host(topo, host, datapath_type, allocation=memory)
+        return _ensure(idl, program, controller, probe_ms, datapath_type, 10.0)
+    finally:
+        idl.close()

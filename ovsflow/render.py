@@ -9,6 +9,10 @@ and kept, so running the script again changes nothing and flushes nothing.
 
 It uses plain `ovs-vsctl`/`ovs-ofctl BRIDGE`, so `OVS_RUNDIR=/dir sh script` targets a private OVS.
 
+The script also records the host's allocation (local VLANs, VM and tunnel ofports) in br-int's
+`external_ids:ovsflow-allocation`; `ovsflow render` (applying) reads it back first and compiles
+with it, so an edit never renumbers what the switch already carries (graph.allocate).
+
 Nothing from the input reaches the script unquoted: names the schema limits to safe characters are
 checked again here (`word`) before they appear bare, other values go through `shlex.quote`, and
 text in comments (the file's name, port names, MACs) has line breaks and control characters escaped,
@@ -17,10 +21,13 @@ so it cannot end the comment's line.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
+import subprocess
 
 from . import __version__
+from .allocation import EXTERNAL_ID, Allocation
 from .compiler import compile_host
 from .graph import TopologyGraph
 from .model import Topology, gc_paused
@@ -56,13 +63,27 @@ def _ovsdb_map(pairs: tuple[tuple[str, str], ...]) -> str:
     return "{" + ", ".join(f'{k}="{v}"' for k, v in pairs) + "}"
 
 
-def bridge_vsctl(b: BridgeProgram, controller: str | None) -> list[str]:
-    """One ovs-vsctl transaction: bridge with its settings, then every port with its exact settings."""
+_ALLOCATION_TEXT = re.compile(r"[A-Za-z0-9_.:,;=-]*")
+
+
+def allocation_setting(allocation: Allocation) -> str:
+    """`external_ids:ovsflow-allocation="..."`, quoted for the shell (the text holds only names,
+    digits and `:,;=`, checked again here; the double quotes make it one OVSDB string)."""
+    text = allocation.encode()
+    if not _ALLOCATION_TEXT.fullmatch(text):
+        raise ValueError(f"refusing allocation text {escape(text[:60])!r}")
+    return q(f'external_ids:{EXTERNAL_ID}="{text}"')
+
+
+def bridge_vsctl(b: BridgeProgram, controller: str | None, allocation: Allocation | None = None) -> list[str]:
+    """One ovs-vsctl transaction: bridge with its settings (and, given, the host's allocation to
+    remember), then every port with its exact settings."""
     name = word(b.name)
+    remember = f" {allocation_setting(allocation)}" if allocation is not None else ""
     args = [
         f"--may-exist add-br {name}",
         f"set Bridge {name} datapath_type={word(b.datapath_type)} fail_mode=secure protocols={PROTOCOLS}"
-        f" other_config:datapath-id={b.datapath_id:016x}",
+        f" other_config:datapath-id={b.datapath_id:016x}{remember}",
     ]
     for p in b.ports:
         settings = [f"ofport_request={int(p.ofport)}", f"external_ids:{OWNER_KEY}={name}"]
@@ -153,7 +174,7 @@ def script_for(program: HostProgram, topo: Topology) -> str:
     for b in (int_b, tun_b):
         for p in b.ports:
             lines.append(c(f"#   {b.name} ofport {p.ofport:>5}  {p.name:<15} {p.comment}"))
-        lines += bridge_vsctl(b, topo.controller)
+        lines += bridge_vsctl(b, topo.controller, program.allocation if b.role == "int" else None)
         lines += stale_ports(b)
         lines.append("")
     lines.append("# --- flows ---------------------------------------------------------------------------")
@@ -182,3 +203,25 @@ def render_flows(topo: Topology, host: str, roles: tuple[str, ...] = ("int", "tu
             out.append(c(f"# ===== {b.name} (host {host}) ====="))
         out += flow_lines(b)
     return "\n".join(out) + "\n"
+
+
+def switch_allocation(bridge: str, timeout: int = 10) -> tuple[Allocation | None, str | None]:
+    """The allocation an earlier script recorded on the local OVS (OVS_RUNDIR honoured): (it, None),
+    (None, None) when there is none (no bridge, no record: a fresh switch), or (None, why) when it
+    cannot be read or is not what ovsflow writes; the caller then numbers afresh."""
+    cmd = ["ovs-vsctl", f"--timeout={timeout}", "--if-exists", "get", "Bridge", word(bridge), f"external_ids:{EXTERNAL_ID}"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 5)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"cannot run ovs-vsctl ({exc})"
+    if proc.returncode != 0:
+        return None, f"ovs-vsctl get failed: {escape(proc.stderr.strip()[:200])}"
+    text = proc.stdout.strip()
+    if not text:
+        return None, None
+    try:
+        if text.startswith('"'):
+            text = json.loads(text)
+        return Allocation.decode(text), None
+    except ValueError as exc:
+        return None, f"{bridge} external_ids:{EXTERNAL_ID} is not an ovsflow allocation ({escape(str(exc))})"
