@@ -80,10 +80,12 @@ def throughput(quick: bool) -> dict:
     figures["routed / switched, per round (median [min-max])"] = _spread([a / b for a, b in zip(mb["routed"], mb["switched"])])
     figures["central (two legs via hv3) / switched, ratio of medians"] = med(mb["central"]) / med(mb["switched"])
     for s in STREAMS:
-        figures[f"{s}: megaflows mid-run hv1 / hv2 / hv3 (max)"] = [max(x["megaflows"][h] for x in samples[s]) for h in ("hv1", "hv2", "hv3")]
+        figures[f"{s}: megaflows mid-run hv1 / hv2 / hv3 (max)"] = [
+            max(x["megaflows"][h] for x in samples[s]) for h in ("hv1", "hv2", "hv3")]
         figures[f"{s}: megaflows used in the last 1 s hv1 / hv2 / hv3 (max)"] = [
             max(x["megaflows_active"][h] for x in samples[s]) for h in ("hv1", "hv2", "hv3")]
-        figures[f"{s}: upcalls per run hv1 / hv2 / hv3 (max)"] = [max(x["upcalls"][h] for x in samples[s]) for h in ("hv1", "hv2", "hv3")]
+        figures[f"{s}: upcalls per run hv1 / hv2 / hv3 (max)"] = [
+            max(x["upcalls"][h] for x in samples[s]) for h in ("hv1", "hv2", "hv3")]
         figures[f"{s}: datapath packets per run hv1 / hv2 / hv3 (median)"] = [
             int(med(x["dp_packets"][h] for x in samples[s])) for h in ("hv1", "hv2", "hv3")]
     figures["1-min load average during the runs (median [min-max]; 2 cores, shared)"] = _spread(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import random
 
-
 ROUTER_MODES = ("distributed", "centralized", "mixed")
 SUBNETS = ("198.18.0.0/16", "198.19.0.0/16")  # a router's two networks; every router reuses them
 
