@@ -1,0 +1,289 @@
+"""One host's part of the proof: every class that leaves it is checked against the topology.
+
+Assume-guarantee across tunnels: each host is verified alone, assuming that a frame arriving on a
+tunnel with key K is an (untagged) frame of the network whose VNI is K, sent by a host attached to
+that network; and each host guarantees exactly that for every frame it sends into a tunnel (right
+key for the frame's network, right tunnel type, a host attached to it, untagged). By induction
+over the hops of any path, no frame ever changes network except where a router's conditions hold.
+The expectations (which network a port or VNI is, which hosts host or route a network, which
+router joins which networks and with which MACs) come from the topology, never from the program.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..fields import BROADCAST, ETH_TYPE_IP, mac
+from ..flow import Group, SetField
+from ..graph import TopologyGraph
+from ..model import Network, Port, Topology
+from ..pipeline import Pipelines
+from ..program import TUNNEL_TYPES, HostProgram
+from .explore import Exit, HClass, HostExplorer
+from .space import Cube, relevant, witness
+
+
+@dataclass
+class Violation:
+    kind: str  # isolation, reachability, loop, flood-group, tunnel-key, leak, limit
+    host: str
+    message: str
+    entry: tuple[str, int] | None = None  # (bridge, ofport) the counterexample enters at
+    frame: dict[str, int] | None = None  # the counterexample's field values at entry
+    tun_id: int | None = None
+    via_learned: bool = False
+
+
+@dataclass
+class HostReport:
+    host: str
+    violations: list[Violation] = field(default_factory=list)
+    classes: int = 0
+    flows: int = 0
+    exits: int = 0
+
+
+UNICAST_TO = "u"
+BROADCAST_TO = "b"
+
+
+class HostCheck:
+    """Explores every entry of one host's program and checks each exit."""
+
+    def __init__(self, topo: Topology, graph: TopologyGraph, program: HostProgram, pipelines: Pipelines) -> None:
+        self.topo, self.graph, self.program = topo, graph, program
+        self.host = program.host
+        self.report = HostReport(self.host, flows=sum(len(b.flows) for b in program.bridges))
+        self.net_by_vni = {n.vni: n for n in topo.networks.values()}
+        self.host_by_vtep = {h.vtep: h.name for h in topo.hosts.values()}
+        by_iface = {p.iface: p for p in graph.ports_on(self.host)}
+        self.vm_ports: dict[int, Port] = {}
+        self.tunnel_hosts: dict[int, tuple[str, str]] = {}
+        for b in program.bridges:
+            for p in b.ports:
+                if p.type == "" and p.name in by_iface:
+                    self.vm_ports[p.ofport] = by_iface[p.name]
+                elif p.type in TUNNEL_TYPES:
+                    self.tunnel_hosts[p.ofport] = (self.host_by_vtep.get(dict(p.options).get("remote_ip", ""), "?"), p.type)
+        self.pipelines = pipelines
+        self.reached: dict[str, set[tuple[str, str]]] = {}  # sender port -> (target port, kind)
+        self.delivered_in: dict[str, set[tuple[int, str]]] = {}  # local port -> (tunnel port, kind) it receives by
+        self.relays: set[tuple[int, str, int]] = set()  # (key in, remote host, key out): tunnel -> tunnel
+        self.entry: tuple[str, Cube] | None = None
+
+    # -- running -------------------------------------------------------------------------------
+    def run(self) -> HostReport:
+        ex = HostExplorer(self.program, self._exit)
+        for _ in range(4):  # learn() model to a fixpoint (normally one extra round)
+            learns = {k: frozenset(p for p in ports if self._may_learn(k[3], p)) for k, ports in ex.seen_learns.items()}
+            ex.set_learned(learns)
+            self.reached, self.delivered_in, self.relays = {}, {}, set()
+            self.report.violations = []
+            for bridge, cube in ex.entries():
+                self.entry = (bridge, cube)
+                try:
+                    ex.run(bridge, cube)
+                except RuntimeError as e:
+                    self._add(Violation("limit", self.host, str(e)))
+            if {k: frozenset(p for p in v if self._may_learn(k[3], p)) for k, v in ex.seen_learns.items()} == learns:
+                break
+        self.report.classes = ex.steps
+        self._structure()
+        self._reachability()
+        return self.report
+
+    def _may_learn(self, key: int | None, port: int) -> bool:
+        """learn() sees a tunnel port with key K only from hosts attached to K's network."""
+        net = self.net_by_vni.get(key) if key is not None else None
+        remote = self.tunnel_hosts.get(port)
+        if net is None or remote is None:
+            return True
+        return remote[0] in self.graph.attached(net.name)
+
+    def _add(self, v: Violation) -> None:
+        if len(self.report.violations) < 50:
+            self.report.violations.append(v)
+
+    def _violation(self, kind: str, cls: HClass, message: str, extra: Cube | None = None) -> None:
+        """A violation, with a concrete entry frame when the class (narrowed by `extra`) has one."""
+        cube, ex = cls.original()
+        if extra is not None:
+            narrowed = cube.intersect(extra)
+            cube = narrowed if narrowed is not None else cube
+        point = witness(cube, relevant(cube, ex))
+        values, port = point if point is not None else ({}, None)
+        assert self.entry is not None
+        bridge = self.entry[0]
+        entry_port = port if port is not None else min(self.entry[1].ports or {0})
+        path = " -> ".join(f"{b} t{t} p{f.priority}" for b, t, f in cls.path[-12:])
+        self._add(Violation(kind, self.host, f"{message} [{path}]", (bridge, entry_port), values,
+                            values.get("tun_id"), cls.learned))
+
+    # -- exits ---------------------------------------------------------------------------------
+    def _label(self, cls: HClass) -> tuple[Network | None, Port | None]:
+        """The network the frame belongs to: its sender's (VM entry) or its key's (tunnel entry)."""
+        cube, _ = cls.original()
+        sender = None
+        if cube.ports is not None and len(cube.ports) == 1:
+            sender = self.vm_ports.get(next(iter(cube.ports)))
+        if sender is not None:
+            return self.topo.networks[sender.network], sender
+        key = cube.exact("tun_id")
+        return (self.net_by_vni.get(key) if key is not None else None), None
+
+    def _exit(self, e: Exit) -> None:
+        self.report.exits += 1
+        cls = e.cls
+        if e.kind == "loop":
+            self._violation("loop", cls, f"forwarding loop: more than {cls.patches - 1} patch-port crossings")
+            return
+        assert e.port is not None
+        label, sender = self._label(cls)
+        tagged = cls.cube.intersect(Cube({"vlan_tci": (0x1000, 0x1000)}))
+        if tagged is not None and witness(tagged, relevant(tagged, cls.excl)) is not None:
+            self._violation("isolation", cls, f"tagged frame leaves on {e.port.name}", Cube({"vlan_tci": (0x1000, 0x1000)}))
+        if e.port.type in TUNNEL_TYPES:
+            self._tunnel_exit(cls, e, label, sender)
+            return
+        q = self.vm_ports.get(e.port.ofport)
+        if q is None:
+            self._violation("isolation", cls, f"frame leaves on {e.port.name}, which is no port of the topology")
+            return
+        if label is None:
+            self._violation("isolation", cls, f"frame with a key of no network delivered to {q.name} ({q.network})")
+            return
+        if q.network != label.name:
+            self._routed(cls, label, self.topo.networks[q.network], f"delivered to {q.name}")
+        elif cls.ttl_dec:
+            self._violation("isolation", cls, f"TTL decremented on a frame of {label.name} delivered in its own network to {q.name}")
+        if sender is not None and q.network == sender.network and q.name != sender.name:
+            self._mark(sender, q, cls)
+        elif sender is None and q.network == label.name:
+            ports = cls.original()[0].ports or frozenset()
+            got = self.delivered_in.setdefault(q.name, set())
+            for kind in self._kinds(q, cls):
+                got.update((p, kind) for p in ports)
+
+    def _tunnel_exit(self, cls: HClass, e: Exit, label: Network | None, sender: Port | None) -> None:
+        assert e.port is not None
+        remote, ttype = self.tunnel_hosts[e.port.ofport]
+        key = cls.cube.exact("tun_id")
+        net = self.net_by_vni.get(key) if key is not None else None
+        where = f"{e.port.name} to {remote}"
+        if net is None:
+            self._violation("tunnel-key", cls, f"frame sent on {where} with key {key if key is None else hex(key)}, no network's")
+            return
+        if ttype != net.tunnel:
+            self._violation("tunnel-key", cls, f"key {net.vni:#x} ({net.name}, {net.tunnel}) sent on a {ttype} tunnel {where}")
+        if remote not in self.graph.attached(net.name):
+            self._violation("isolation", cls, f"frame of {net.name} sent on {where}, a host not attached to {net.name}")
+        if label is None:
+            self._violation("isolation", cls, f"frame with a key of no network forwarded on {where}")
+        elif net.name != label.name:
+            self._routed(cls, label, net, f"sent on {where} with key {net.vni:#x}")
+        elif cls.ttl_dec:
+            self._violation("isolation", cls, f"TTL decremented on a frame of {label.name} sent on {where}")
+        if sender is None and label is not None and cls.original()[0].exact("tun_id") is not None:
+            self.relays.add((label.vni, remote, net.vni))
+        if sender is not None and net.name == sender.network:
+            for q in self.graph.ports_of(net.name):
+                if q.host == remote:
+                    self._mark(sender, q, cls)
+
+    def _routed(self, cls: HClass, src: Network, dst: Network, what: str) -> None:
+        r = self.graph.router_of(src.name)
+        msg = f"frame of {src.name} {what} in {dst.name}"
+        if r is None or dst.name not in r.networks:
+            self._violation("isolation", cls, f"{msg}: no router joins them")
+            return
+        orig, _ = cls.original()
+        rmac_src, rmac_dst = mac(r.mac(src.name)), mac(r.mac(dst.name))
+        if orig.exact("dl_type") != ETH_TYPE_IP or orig.exact("dl_dst") != rmac_src:
+            self._violation("isolation", cls, f"{msg} through router {r.name}, but it was not IPv4 to the router's MAC")
+        elif cls.ttl_dec != 1:
+            self._violation("isolation", cls, f"{msg} through router {r.name} with TTL decremented {cls.ttl_dec} times")
+        elif cls.cube.exact("dl_src") != rmac_dst:
+            self._violation("isolation", cls, f"{msg} through router {r.name} without the router's MAC as source")
+
+    def _mark(self, sender: Port, q: Port, cls: HClass) -> None:
+        got = self.reached.setdefault(sender.name, set())
+        if (q.name, UNICAST_TO) in got and (q.name, BROADCAST_TO) in got:
+            return
+        got.update((q.name, kind) for kind in self._kinds(q, cls))
+
+    def _kinds(self, q: Port, cls: HClass) -> list[str]:
+        """Which of (unicast to q's MAC, broadcast) this class contains."""
+        out = []
+        for kind, dst in ((UNICAST_TO, mac(q.mac)), (BROADCAST_TO, BROADCAST)):
+            c = cls.cube.intersect(Cube({"dl_dst": (dst, (1 << 48) - 1)}))
+            if c is not None and witness(c, relevant(c, cls.excl)) is not None:
+                out.append(kind)
+        return out
+
+    # -- after exploring -----------------------------------------------------------------------
+    def _reachability(self) -> None:
+        """Sender side: each local port's frames leave toward every other port of its network
+        (delivered here, or a tunnel to that port's host), unicast to its MAC and broadcast.
+        Receiver side: frames arriving with the network's key from every host with a port on it
+        are delivered to each local port (checked in `_exit` by recording the tunnel ports)."""
+        tunnels_to = {(h, t): p for p, (h, t) in self.tunnel_hosts.items()}
+        for p in self.graph.ports_on(self.host):
+            got = self.reached.get(p.name, set())
+            for q in self.graph.ports_of(p.network):
+                if q.name == p.name:
+                    continue
+                for kind in (UNICAST_TO, BROADCAST_TO):
+                    if (q.name, kind) not in got:
+                        what = "unicast to its MAC" if kind == UNICAST_TO else "broadcast"
+                        self._add(Violation("reachability", self.host, f"{p.name} cannot reach {q.name} ({what}) in {p.network}"))
+                        break
+            net = self.topo.networks[p.network]
+            need = {(tunnels_to.get((h, net.tunnel)), kind) for h in self.graph.remote_hosts(self.host, p.network)
+                    for kind in (UNICAST_TO, BROADCAST_TO)}
+            missing = need - self.delivered_in.get(p.name, set())
+            if missing:
+                self._add(Violation("reachability", self.host,
+                                    f"{p.name} receives no frames of {p.network} from tunnel port(s) {sorted(missing, key=str)}"))
+
+    def _structure(self) -> None:
+        """Flood groups hold exactly the VTEPs that host the network; every key means its network."""
+        vlans = self.program.local_vlans
+        by_vlan = {v: n for n, v in vlans.items()}
+        tun = self.program.bridge("tun")
+        tunnels_to = {(h, t): p for p, (h, t) in self.tunnel_hosts.items()}
+        groups = {g.group_id: g for g in tun.groups}
+        for f in tun.flows:
+            md = f.match_dict
+            if "tun_id" in md:
+                key = md["tun_id"]
+                net = self.net_by_vni.get(key) if isinstance(key, int) else None
+                sets = [a.value & 0xFFF for a in f.actions if isinstance(a, SetField) and a.field == "vlan_vid"]
+                if net is None:
+                    if f.actions:
+                        self._add(Violation("tunnel-key", self.host, f"key {key} of no network is accepted: {f}"))
+                    continue
+                want_table = self.pipelines.tun.tunnel_table(net.tunnel).id
+                if f.table != want_table or any(s != vlans.get(net.name) for s in sets):
+                    self._add(Violation("tunnel-key", self.host,
+                                        f"key {net.vni:#x} ({net.name}) means VLAN {sets} in table {f.table} here "
+                                        f"(expected VLAN {vlans.get(net.name)} in table {want_table}): {f}"))
+            for a in f.actions:
+                if not isinstance(a, Group):
+                    continue
+                v = md.get("dl_vlan")
+                net_name = by_vlan.get(v) if isinstance(v, int) else None
+                g = groups.get(a.group_id)
+                if net_name is None or g is None:
+                    self._add(Violation("flood-group", self.host, f"group {a.group_id} used for no network's VLAN: {f}"))
+                    continue
+                net = self.topo.networks[net_name]
+                want = {(net.vni, tunnels_to.get((h, net.tunnel))) for h in self.graph.remote_hosts(self.host, net_name)}
+                have = set()
+                for b in g.buckets:
+                    keys = [x.value for x in b.actions if isinstance(x, SetField) and x.field == "tun_id"]
+                    outs = [x.port for x in b.actions if hasattr(x, "port")]
+                    have.add((keys[-1] if keys else None, outs[-1] if outs else None))
+                if have != want:
+                    self._add(Violation("flood-group", self.host,
+                                        f"flood group {g.group_id} of {net_name}: extra {sorted(have - want, key=str)}, "
+                                        f"missing {sorted(want - have, key=str)} (key, tunnel port)"))
