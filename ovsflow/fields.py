@@ -74,6 +74,7 @@ _IP6 = _needs(("dl_type", ETH_TYPE_IPV6))
 _ICMP6 = _needs(("dl_type", ETH_TYPE_IPV6), ("nw_proto", IPPROTO_ICMPV6))
 _IP4 = _needs(("dl_type", ETH_TYPE_IP))
 _ICMP4 = _needs(("dl_type", ETH_TYPE_IP), ("nw_proto", IPPROTO_ICMP))
+_TP = _needs(("dl_type", (ETH_TYPE_IP, ETH_TYPE_IPV6)), ("nw_proto", (IPPROTO_TCP, IPPROTO_UDP)))
 _BASIC = OXM_OPENFLOW_BASIC
 
 # Order is the canonical order of fields in a flow's text (renders depend on it: append new ones).
@@ -139,6 +140,11 @@ _ALL = (
           ryu_nxm="icmpv4_type_nxm", set_name="icmp_type", prereqs=_ICMP4, frame="icmp_type"),
     Field("icmp_code", 8, "int", oxm=(_BASIC, 20, 1), nxm="NXM_OF_ICMP_CODE", nxm_code=(0, 14), ryu_oxm="icmpv4_code",
           ryu_nxm="icmpv4_code_nxm", set_name="icmp_code", prereqs=_ICMP4, frame="icmp_code"),
+    # TCP/UDP ports, for traces of TCP and UDP frames (`ovsflow trace --tcp N`): ovs-ofctl's generic
+    # names, valid with nw_proto 6 or 17. The pipelines do not match them, so no wire codes: OpenFlow
+    # has one OXM per protocol (tcp_src, udp_src...), which a match would have to choose.
+    Field("tp_src", 16, "int", match=False, prereqs=_TP, frame="tp_src"),
+    Field("tp_dst", 16, "int", match=False, prereqs=_TP, frame="tp_dst"),
 )
 
 FIELDS: Mapping[str, Field] = {f.name: f for f in _ALL}

@@ -1,7 +1,7 @@
 """An Ethernet frame as the flow-table evaluator sees it: an immutable value with typed fields.
 
 Only what ovsflow's pipelines look at is modelled: Ethernet addresses, at most one 802.1Q header
-(its VID), the ethertype, ARP and IPv6/ND fields, plus the two pieces of metadata OVS keeps next to
+(its VID), the ethertype, ARP, IPv4, IPv6/ND and TCP/UDP port fields, plus the two pieces of metadata OVS keeps next to
 a packet while it walks the tables: the ingress OpenFlow port and the tunnel key (`tun_id`).
 Fields are read and written by their ovs-fields(7)/NXM names (`dl_src`, `vlan_tci`, `tun_id`, ...)
 and by the OXM names that `set_field` uses (`eth_src`, `vlan_vid`, ...): `fields.FIELDS` says which
@@ -23,6 +23,7 @@ from .fields import (
     ICMP_ECHO_REQUEST,
     IPPROTO_ICMP,
     IPPROTO_ICMPV6,
+    IPPROTO_TCP,
     IPPROTO_UDP,
     ND_SOLICIT,
     OFPVID_PRESENT,
@@ -34,7 +35,7 @@ from .fields import (
 )
 
 __all__ = ["Frame", "ARP_REPLY", "ARP_REQUEST", "BROADCAST", "ETH_TYPE_ARP", "ETH_TYPE_IP", "ETH_TYPE_IPV6",
-           "ipv4", "ipv6", "mac"]
+           "IPPROTO_TCP", "ipv4", "ipv6", "mac"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,8 @@ class Frame:
     payload: str = ""
     in_port: int = 0
     tun_id: int = 0
+    tp_src: int | None = None  # TCP/UDP ports (last: positional construction above stays valid)
+    tp_dst: int | None = None
 
     # -- constructors -------------------------------------------------------------------------
 
@@ -110,6 +113,14 @@ class Frame:
         """An ICMP echo request (ping)."""
         return replace(Frame.ipv4(src_mac, dst_mac, src_ip, dst_ip, IPPROTO_ICMP, ttl, vlan, payload),
                        icmp_type=ICMP_ECHO_REQUEST, icmp_code=0)
+
+    @staticmethod
+    def transport(src_mac: str | int, dst_mac: str | int, src_ip: str | int, dst_ip: str | int,
+                  proto: int, src_port: int, dst_port: int, ttl: int = 64, vlan: int | None = None,
+                  payload: str = "") -> "Frame":
+        """A TCP (proto 6) or UDP (17) packet between two ports."""
+        return replace(Frame.ipv4(src_mac, dst_mac, src_ip, dst_ip, proto, ttl, vlan, payload),
+                       tp_src=src_port, tp_dst=dst_port)
 
     @staticmethod
     def neighbour_solicitation(src_mac: str | int, src_ip: str | int, target_ip: str | int,
@@ -166,6 +177,8 @@ class Frame:
             kind = {1: "icmp", 6: "tcp", 17: "udp"}.get(self.nw_proto or 0, f"proto {self.nw_proto}")
             if self.icmp_type is not None:
                 kind += f" type {self.icmp_type}"
+            if self.tp_src is not None or self.tp_dst is not None:
+                kind += f" {self.tp_src}>{self.tp_dst}"
             parts.append(f"ip {src} > {dst} {kind} ttl={self.nw_ttl}")
         elif self.ethertype == ETH_TYPE_ARP and self.arp_op is not None:
             spa = ipaddress.IPv4Address(self.arp_spa or 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import replace
-from typing import Iterable
+from typing import Callable, Iterable
 
 from ..flow import Flow
 from ..packet import Frame
@@ -22,19 +22,30 @@ class Fabric:
     that host's tunnel port of the same type whose remote_ip is the sender (OVS's tunnel port
     lookup by type, addresses and key). No such port: the frame is lost (OVS drops it too)."""
 
-    def __init__(self, programs: Iterable[HostProgram]) -> None:
+    def __init__(self, programs: Iterable[HostProgram],
+                 load: Callable[[str], HostProgram | None] | None = None) -> None:
+        """`load(vtep)`: the program of a host not given yet, asked for when a tunnel first
+        reaches its VTEP (None: no such host), so a trace compiles only the hosts it visits."""
         self.hosts: dict[str, Host] = {}
         self.by_vtep: dict[str, Host] = {}
+        self._load = load
         for p in programs:
-            h = Host(p)
-            self.hosts[h.name] = h
-            self.by_vtep[h.vtep] = h
+            self.add(p)
+
+    def add(self, program: HostProgram) -> Host:
+        h = Host(program)
+        self.hosts[h.name] = h
+        self.by_vtep[h.vtep] = h
+        return h
 
     def advance(self, seconds: float) -> list[tuple[str, Flow]]:
         return [(h.name, f) for h in self.hosts.values() for f in h.advance(seconds)]
 
     def _ingress(self, e: Egress) -> tuple[Host, Bridge, PortConfig] | str:
         dst = self.by_vtep.get(e.remote_ip or "")
+        if dst is None and self._load is not None and e.remote_ip:
+            program = self._load(e.remote_ip)
+            dst = self.add(program) if program is not None else None
         if dst is None:
             return f"no host has VTEP {e.remote_ip}"
         src_ip = e.local_ip or self.hosts[e.host].vtep
@@ -61,10 +72,12 @@ class Fabric:
         res = FabricResult([], [], [], trace, [])
         h = self.hosts[host]
         b, p = h.find_port(port)
-        queue: deque[tuple[Host, str, int, Frame]] = deque([(h, b.name, p.ofport, frame)])
+        queue: deque[tuple[Host, str, int, Frame, Step | None]] = deque([(h, b.name, p.ofport, frame, None)])
         hops = 0
         while queue:
-            h, bridge, ofport, f = queue.popleft()
+            h, bridge, ofport, f, arrival = queue.popleft()
+            if arrival is not None:  # noted here, so each leg comes just before its host's steps
+                trace.steps.append(arrival)
             r = h.inject_ofport(bridge, ofport, f, trace)
             res.learned += [(h.name, fl) for fl in r.learned]
             for e in r.outputs:
@@ -79,11 +92,11 @@ class Fabric:
                 if isinstance(target, str):
                     res.lost.append((e, target))
                     trace.steps.append(Step(e.host, e.bridge, None, None, e.frame, 0,
-                                            f"lost in the underlay: {target}"))
+                                            f"lost in the underlay: {target}", kind="lost", egress=e))
                     continue
                 th, tb, tp = target
-                trace.steps.append(Step(th.name, tb.name, None, None, e.frame, 0,
-                                        f"tunnel {e.host}->{th.name} arrives on {tp.name}"))
-                queue.append((th, tb.name, tp.ofport, replace(e.frame, tun_id=e.tun_id or 0)))
+                arrival = Step(th.name, tb.name, None, None, e.frame, 0,
+                               f"tunnel {e.host}->{th.name} arrives on {tp.name}", kind="tunnel", egress=e)
+                queue.append((th, tb.name, tp.ofport, replace(e.frame, tun_id=e.tun_id or 0), arrival))
         return res
 

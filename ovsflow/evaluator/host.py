@@ -107,8 +107,9 @@ class Host:
 
     # -- translation ---------------------------------------------------------------------------
 
-    def _note(self, x: _Xlate, b: Bridge, frame: Frame, depth: int, text: str) -> None:
-        x.trace.steps.append(Step(self.name, b.name, None, None, frame, depth, text))
+    def _note(self, x: _Xlate, b: Bridge, frame: Frame, depth: int, text: str, kind: str = "",
+              egress: Egress | None = None) -> None:
+        x.trace.steps.append(Step(self.name, b.name, None, None, frame, depth, text, kind=kind, egress=egress))
 
     def _table(self, x: _Xlate, b: Bridge, table: int, frame: Frame, depth: int) -> None:
         x.resubmits += 1
@@ -150,7 +151,7 @@ class Host:
                 if frame.nw_ttl is None:
                     raise EvaluationError(f"dec_ttl on a frame without IP:\n{x.trace.tail()}")
                 if frame.nw_ttl <= 1:  # OVS: no decrement, the rest of the actions does not run
-                    self._note(x, b, frame, depth, f"dec_ttl: TTL {frame.nw_ttl} expired, dropped")
+                    self._note(x, b, frame, depth, f"dec_ttl: TTL {frame.nw_ttl} expired, dropped", "ttl")
                     return frame, None
                 frame = replace(frame, nw_ttl=frame.nw_ttl - 1)
             elif isinstance(a, Load):
@@ -160,7 +161,7 @@ class Host:
             elif isinstance(a, Learn):
                 flow = learn_flow(a, frame)
                 x.learns.append((b, flow))
-                self._note(x, b, frame, depth, f"learn into table {a.table}: {flow}")
+                self._note(x, b, frame, depth, f"learn into table {a.table}: {flow}", "learn")
             elif isinstance(a, Group):
                 self._group(x, b, a.group_id, frame, depth)
             else:
@@ -180,7 +181,7 @@ class Host:
             buckets = (g.buckets[h % len(g.buckets)],) if g.buckets else ()
         else:
             raise EvaluationError(f"group type {g.type!r} not modelled")
-        self._note(x, b, frame, depth, f"group {group_id} type={g.type}: {len(buckets)} bucket(s)")
+        self._note(x, b, frame, depth, f"group {group_id} type={g.type}: {len(buckets)} bucket(s)", "group")
         for bucket in buckets:
             _, goto = self._actions(x, b, bucket.actions, frame, depth + 1)
             if goto is not None:
@@ -190,17 +191,17 @@ class Host:
         if port_no == IN_PORT:
             port_no = frame.in_port
         elif port_no == frame.in_port:
-            self._note(x, b, frame, depth, f"output:{port_no} skipped: it is the in_port")
+            self._note(x, b, frame, depth, f"output:{port_no} skipped: it is the in_port", "in_port")
             return
         port = b.ports.get(port_no)
         if port is None:
             if port_no >= 0xFFFFFF00:
                 raise EvaluationError(f"reserved port {port_no:#x} not modelled")
-            self._note(x, b, frame, depth, f"output:{port_no}: no such port, dropped")
+            self._note(x, b, frame, depth, f"output:{port_no}: no such port, dropped", "no_port")
             return
         if port.type == "patch":
             peer_bridge, peer = self._peers[(b.name, port.ofport)]
-            self._note(x, b, frame, depth, f"patch {port.name} -> {peer_bridge.name}:{peer.name}")
+            self._note(x, b, frame, depth, f"patch {port.name} -> {peer_bridge.name}:{peer.name}", "patch")
             entering = replace(frame, in_port=peer.ofport, tun_id=0)
             self._table(x, peer_bridge, 0, entering, depth + 1)
             return
@@ -212,7 +213,7 @@ class Host:
             egress = replace(egress, tun_id=tun_id, remote_ip=opts.get("remote_ip"),
                              local_ip=opts.get("local_ip"))
         x.outputs.append(egress)
-        self._note(x, b, frame, depth, f"out {egress}")
+        self._note(x, b, frame, depth, f"out {egress}", "output", egress)
 
 
 def _load(frame: Frame, dst: str, value: int, n_bits: int | None) -> Frame:

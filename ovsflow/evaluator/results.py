@@ -41,7 +41,12 @@ class Egress:
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One line of a trace: a table lookup (flow None = miss) or a note (table None)."""
+    """One line of a trace: a table lookup (flow None = miss) or a note (table None).
+
+    A note's `kind` says what happened, for tools that must not parse `note` (trace.py): "patch",
+    "output" (with `egress`), "group", "learn", "ttl" (expired: dropped), "in_port" (output to the
+    in_port skipped), "no_port" (output to a port the bridge lacks), "tunnel" (arrival on the next
+    host, with the `egress` that carried it), "lost" (no host accepted a tunnel frame)."""
 
     host: str
     bridge: str
@@ -51,6 +56,8 @@ class Step:
     depth: int
     note: str = ""
     tied: tuple[Flow, ...] = ()
+    kind: str = ""
+    egress: Egress | None = None
 
 
 @dataclass
