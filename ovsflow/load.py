@@ -239,6 +239,7 @@ _ASCII_FAST = bytes(b for b in range(128) if not _BEYOND_FAST.match(chr(b)))
 # (A second document is refused by fastyaml itself: max_documents=1.)
 _MARKERS = ('":', "':", ":}", ":,", ":]", "0X", "0O")
 _SIGNED = ("+0x", "-0x", "+0o", "-0o")
+_VALUELESS = re.compile(r"[{,][^:{},\n]*[,}]")
 _FAST_ERROR = re.compile(r"^(?:YAML parse error: )?(?:YAML [a-z ]+ error: )?(?:YAML resource limit exceeded )?(.*?),? at line (\d+),? column (\d+):?\s*(.*)$", re.DOTALL)
 
 
@@ -267,9 +268,12 @@ def _fast_yaml(text: str) -> tuple[Any, str | None]:
             return data, None
         level = [v for v in values if type(v) is dict] if dict in kinds else []
     # Every key is followed by ": " or ":\n", but for flow-mapping keys without a value ({a, b}),
-    # each followed by "," or "}": this bound counts every key, and more when a comment or a
-    # string holds those characters. Duplicates make fewer entries than keys.
-    bound = text.count(": ") + text.count(":\n") + text.endswith(":") + text.count(",") + text.count("}")
+    # which sit between "{" or "," and "," or "}" with no ":" (when a segment like that exists,
+    # every "," and "}" is counted as a key too): this bound counts every key, and more when a
+    # comment or a string holds those characters. Duplicates make fewer entries than keys.
+    bound = text.count(": ") + text.count(":\n") + text.endswith(":")
+    if "{" in text and _VALUELESS.search(text):
+        bound += text.count(",") + text.count("}")
     if entries != bound:
         if "[" in text:  # a topology has no sequences; fastyaml's linter takes ~400 bytes per item
             return None, "flow sequences"
