@@ -133,7 +133,7 @@ def pipeline(bridge: str) -> None:
 
 
 @main.command("ovsdb-ensure")
-@click.argument("topology", type=click.Path(dir_okay=False))
+@click.argument("topology")
 @click.option("--host", "host", required=True, metavar="NAME", help="The host whose bridges and ports to ensure.")
 @click.option("--db", "remote", default=None, metavar="REMOTE",
               help="OVSDB to talk to: unix:PATH or tcp:IP:PORT (default: the host's `ovsdb` in the "
@@ -173,7 +173,7 @@ DEFAULT_LAB = Path(__file__).resolve().parent.parent / "labs" / "03-seed003" / "
 
 
 @main.command()
-@click.argument("topology", required=False, type=click.Path(dir_okay=False))
+@click.argument("topology", required=False)
 @click.option("--keep", is_flag=True, help="Leave the lab up to explore (remove it later with `ovsflow lab down`).")
 @click.option("--name", default="ofdemo", show_default=True, help="Lab name: prefix of every namespace it creates.")
 def demo(topology: str | None, keep: bool, name: str) -> None:
