@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..fields import BROADCAST, ETH_TYPE_IP, mac
+from ..fields import ARP_REPLY, ARP_REQUEST, BROADCAST, ETH_TYPE_ARP, ETH_TYPE_IP, ICMP_ECHO_REPLY, ip4_int, mac
 from ..flow import Group, SetField
 from ..graph import TopologyGraph
 from ..model import Network, Port, Topology
@@ -45,6 +45,8 @@ class HostReport:
 
 UNICAST_TO = "u"
 BROADCAST_TO = "b"
+ROUTED_TO = "r"  # IPv4 to the router's MAC, for the target's address
+GATEWAY = ("gw-arp", "gw-ping")  # the gateway's ARP and ping answers, back to the sender
 
 
 class HostCheck:
@@ -69,6 +71,7 @@ class HostCheck:
         self.reached: dict[str, set[tuple[str, str]]] = {}  # sender port -> (target port, kind)
         self.delivered_in: dict[str, set[tuple[int, str]]] = {}  # local port -> (tunnel port, kind) it receives by
         self.relays: set[tuple[int, str, int]] = set()  # (key in, remote host, key out): tunnel -> tunnel
+        self.routed_in: set[tuple[str, str]] = set()  # (source network, target port) routed from tunnels here
         self.entry: tuple[str, Cube] | None = None
 
     # -- running -------------------------------------------------------------------------------
@@ -77,7 +80,7 @@ class HostCheck:
         for _ in range(4):  # learn() model to a fixpoint (normally one extra round)
             learns = {k: frozenset(p for p in ports if self._may_learn(k[3], p)) for k, ports in ex.seen_learns.items()}
             ex.set_learned(learns)
-            self.reached, self.delivered_in, self.relays = {}, {}, set()
+            self.reached, self.delivered_in, self.relays, self.routed_in = {}, {}, set(), set()
             self.report.violations = []
             for bridge, cube in ex.entries():
                 self.entry = (bridge, cube)
@@ -90,6 +93,7 @@ class HostCheck:
         self.report.classes = ex.steps
         self._structure()
         self._reachability()
+        self._routed_relay()
         return self.report
 
     def _may_learn(self, key: int | None, port: int) -> bool:
@@ -156,8 +160,12 @@ class HostCheck:
             self._routed(cls, label, self.topo.networks[q.network], f"delivered to {q.name}")
         elif cls.ttl_dec:
             self._violation("isolation", cls, f"TTL decremented on a frame of {label.name} delivered in its own network to {q.name}")
+        if sender is not None and q.name == sender.name:
+            self._gateway(sender, cls)
         if sender is not None and q.network == sender.network and q.name != sender.name:
             self._mark(sender, q, cls)
+        elif q.network != label.name:
+            self._mark_routed(sender, label, q, cls)
         elif sender is None and q.network == label.name:
             ports = cls.original()[0].ports or frozenset()
             got = self.delivered_in.setdefault(q.name, set())
@@ -189,6 +197,15 @@ class HostCheck:
             for q in self.graph.ports_of(net.name):
                 if q.host == remote:
                     self._mark(sender, q, cls)
+            self._l2pop_arp(cls, net, where, remote)
+            r = self.graph.router_of(net.name)
+            if r is not None and r.mode == "centralized" and r.host == remote and self.host != remote:
+                for q in self._routed_targets(net.name):  # handed to the router's host
+                    self._mark_routed(sender, net, q, cls, rmac=mac(r.mac(net.name)))
+        elif label is not None and net.name != label.name:
+            for q in self.graph.ports_of(net.name):
+                if q.host == remote:
+                    self._mark_routed(sender, label, q, cls)
 
     def _routed(self, cls: HClass, src: Network, dst: Network, what: str) -> None:
         r = self.graph.router_of(src.name)
@@ -204,6 +221,62 @@ class HostCheck:
             self._violation("isolation", cls, f"{msg} through router {r.name} with TTL decremented {cls.ttl_dec} times")
         elif cls.cube.exact("dl_src") != rmac_dst:
             self._violation("isolation", cls, f"{msg} through router {r.name} without the router's MAC as source")
+
+    def _routed_targets(self, network: str) -> list[Port]:
+        r = self.graph.router_of(network)
+        if r is None:
+            return []
+        return [q for n in r.networks if n != network and n in self.topo.networks for q in self.graph.ports_of(n) if q.ip]
+
+    def _mark_routed(self, sender: Port | None, src: Network, q: Port, cls: HClass, rmac: int | None = None) -> None:
+        """Record that IPv4 for q's address, from a port of `src`, reaches q (or its router's host)."""
+        if q.ip is None:
+            return
+        want = {"dl_type": (ETH_TYPE_IP, 0xFFFF), "nw_dst": (ip4_int(q.ip), 0xFFFFFFFF)}
+        if rmac is not None:
+            want["dl_dst"] = (rmac, (1 << 48) - 1)
+        c = cls.cube.intersect(Cube(want))
+        if c is None or witness(c, relevant(c, cls.excl)) is None:
+            return
+        if sender is not None:
+            self.reached.setdefault(sender.name, set()).add((q.name, ROUTED_TO))
+        else:
+            self.routed_in.add((src.name, q.name))
+
+    def _gateway(self, sender: Port, cls: HClass) -> None:
+        """A frame back to its sender: the gateway's ARP or ping answer, if it is one."""
+        net = self.topo.networks[sender.network]
+        r = self.graph.router_of(net.name)
+        if r is None or net.gateway is None:
+            return
+        gw, rmac, c = ip4_int(net.gateway), mac(r.mac(net.name)), cls.cube
+        got = self.reached.setdefault(sender.name, set())
+        if c.exact("dl_src") == rmac and c.exact("dl_type") == ETH_TYPE_ARP and c.exact("arp_op") == ARP_REPLY \
+                and c.exact("arp_spa") == gw and c.exact("dl_dst") == mac(sender.mac):
+            got.add((sender.name, GATEWAY[0]))
+        if c.exact("dl_src") == rmac and c.exact("dl_type") == ETH_TYPE_IP and c.exact("icmp_type") == ICMP_ECHO_REPLY \
+                and c.exact("nw_src") == gw:
+            got.add((sender.name, GATEWAY[1]))
+
+    def _l2pop_arp(self, cls: HClass, net: Network, where: str, remote: str) -> None:
+        """l2pop: a broadcast ARP request for an address the network's ports have never leaves on a
+        tunnel, and a unicast to a port's MAC goes only toward that port's host."""
+        if net.mode != "l2pop":
+            return
+        for q in self.graph.ports_of(net.name):
+            if q.host not in (remote, self.host):
+                uni = Cube({"dl_dst": (mac(q.mac), (1 << 48) - 1), "dl_type": (ETH_TYPE_IP, 0xFFFF)})
+                c = cls.cube.intersect(uni)
+                if c is not None and witness(c, relevant(c, cls.excl)) is not None:
+                    self._violation("leak", cls, f"l2pop: IPv4 unicast to {q.name}'s MAC (on {q.host}) sent on {where}", uni)
+                    return
+            if q.ip is None:
+                continue
+            arp = Cube({"dl_dst": (BROADCAST, BROADCAST), "dl_type": (ETH_TYPE_ARP, 0xFFFF), "arp_op": (ARP_REQUEST, 0xFFFF), "arp_tpa": (ip4_int(q.ip), 0xFFFFFFFF)})
+            c = cls.cube.intersect(arp)
+            if c is not None and witness(c, relevant(c, cls.excl)) is not None:
+                self._violation("leak", cls, f"l2pop: ARP request for {q.ip} ({q.name}) flooded on {where}", arp)
+                return
 
     def _mark(self, sender: Port, q: Port, cls: HClass) -> None:
         got = self.reached.setdefault(sender.name, set())
@@ -237,6 +310,14 @@ class HostCheck:
                         what = "unicast to its MAC" if kind == UNICAST_TO else "broadcast"
                         self._add(Violation("reachability", self.host, f"{p.name} cannot reach {q.name} ({what}) in {p.network}"))
                         break
+            r = self.graph.router_of(p.network)
+            wanted = [(q.name, ROUTED_TO) for q in self._routed_targets(p.network)]
+            if r is not None and self.topo.networks[p.network].gateway is not None:
+                wanted += [(p.name, g) for g in GATEWAY]
+            for want in wanted:
+                if want not in got:
+                    self._add(Violation("reachability", self.host, f"{p.name} ({p.network}): no {want[1]} to {want[0]}"))
+                    break
             net = self.topo.networks[p.network]
             need = {(tunnels_to.get((h, net.tunnel)), kind) for h in self.graph.remote_hosts(self.host, p.network)
                     for kind in (UNICAST_TO, BROADCAST_TO)}
@@ -244,6 +325,18 @@ class HostCheck:
             if missing:
                 self._add(Violation("reachability", self.host,
                                     f"{p.name} receives no frames of {p.network} from tunnel port(s) {sorted(missing, key=str)}"))
+
+    def _routed_relay(self) -> None:
+        """A centralized router's host routes what the other hosts hand it."""
+        for r in self.graph.routers_on(self.host):
+            if r.mode != "centralized" or r.host != self.host:
+                continue
+            for n in r.networks:
+                if not [p for p in self.graph.ports_of(n) if p.host != self.host]:
+                    continue
+                for q in self._routed_targets(n):
+                    if (n, q.name) not in self.routed_in:
+                        self._add(Violation("reachability", self.host, f"router {r.name} does not route {n} to {q.name}"))
 
     def _structure(self) -> None:
         """Flood groups hold exactly the VTEPs that host the network; every key means its network."""

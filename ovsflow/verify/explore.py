@@ -82,8 +82,24 @@ class HClass:
             f.pop(name, None)
         else:
             f[name] = value
+        before = self.cube.f.get(name)
         self.cube = Cube(f, self.cube.ports)
-        self.excl = tuple(e for e in self.excl if name not in e.f)
+        self.excl = tuple(_project(e, name, before) for e in self.excl if name not in e.f or _holds(e, name, before))
+
+
+def _holds(e: Cube, name: str, before: Ternary | None) -> bool:
+    """Whether every value the field had before the write satisfied e's condition on it."""
+    if before is None:
+        return False
+    v2, m2 = e.f[name]
+    return not (m2 & ~before[1]) and not ((before[0] ^ v2) & m2)
+
+
+def _project(e: Cube, name: str, before: Ternary | None) -> Cube:
+    """e without its condition on a field the class satisfied before it was written."""
+    if name not in e.f:
+        return e
+    return Cube({k: v for k, v in e.f.items() if k != name}, e.ports)
 
 
 @dataclass(frozen=True)
