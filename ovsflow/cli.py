@@ -217,8 +217,8 @@ def demo(topology: str | None, keep: bool, name: str) -> None:
 from .lab.cli import lab  # noqa: E402 - the lab's command group lives with the lab
 
 main.add_command(lab)
-from .trace_cli import trace  # noqa: E402 - `ovsflow trace` lives in its own module
-main.add_command(trace)
+from .trace_cli import register as register_trace  # noqa: E402 - trace, graph, pipeline --graph: own modules
+register_trace(main)
 from .verify.cli import verify_command  # noqa: E402 - `ovsflow verify` lives in its own package
 main.add_command(verify_command)
 

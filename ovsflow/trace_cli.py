@@ -114,3 +114,13 @@ def trace(topology: str, src: str, to: str | None, dst_ip: str | None, dst_mac: 
         except DrawError as exc:
             fail(str(exc))
     sys.exit(0 if agree else 1)
+
+
+def register(main: click.Group) -> None:
+    """The commands of trace and pictures, added to `main` from one line of cli.py: `trace`,
+    `graph`, and `--graph` on `pipeline`."""
+    from .graphviz_cli import extend_pipeline, graph
+
+    main.add_command(trace)
+    main.add_command(graph)
+    extend_pipeline(main.commands["pipeline"])
