@@ -53,7 +53,7 @@ def read_bytes(path: str | Path, name: str) -> bytes:
             raise _fail(name, f"cannot read file: not a regular file but {_FILE_KINDS.get(stat.S_IFMT(st.st_mode), 'a special file')}")
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
-        raise _fail(name, f"cannot read file: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}")
+        raise _fail(name, f"cannot read file: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}") from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise _fail(name, "cannot read file: not a regular file")
@@ -67,7 +67,7 @@ def read_bytes(path: str | Path, name: str) -> bytes:
             if total > MAX_DOCUMENT_BYTES:
                 raise _fail(name, f"file too large: more than {MAX_DOCUMENT_BYTES} bytes (the limit)")
     except OSError as exc:
-        raise _fail(name, f"cannot read file: {exc.strerror or exc}")
+        raise _fail(name, f"cannot read file: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
     return b"".join(chunks)
@@ -77,7 +77,7 @@ def decode(raw: bytes, name: str) -> str:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _fail(name, f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start}")
+        raise _fail(name, f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start}") from None
     return text.removeprefix("\ufeff")
 
 
@@ -111,9 +111,9 @@ def parse_json(text: str, name: str) -> Any:
     try:
         return json.loads(text, object_pairs_hook=_json_pairs, parse_constant=_no_constant)
     except RecursionError:
-        raise _fail(name, f"invalid JSON: nested too deeply (at most {MAX_DEPTH} levels)")
+        raise _fail(name, f"invalid JSON: nested too deeply (at most {MAX_DEPTH} levels)") from None
     except ValueError as exc:  # also integers longer than Python's int-string limit
-        raise _fail(name, f"invalid JSON: {exc}")
+        raise _fail(name, f"invalid JSON: {exc}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,7 +186,7 @@ def _construct_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
     try:
         return int(text, 0) if text.lower().startswith(("0x", "0o")) else int(text)
     except ValueError as exc:  # not a number after an explicit !!int, or longer than Python allows
-        raise yaml.constructor.ConstructorError(None, None, f"not an integer Python can read ({exc})", node.start_mark)
+        raise yaml.constructor.ConstructorError(None, None, f"not an integer Python can read ({exc})", node.start_mark) from None
 
 
 _Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
@@ -203,7 +203,7 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[
                 )
             seen[key] = key_node.start_mark.line
         except TypeError:  # a list or mapping as a key
-            raise yaml.constructor.ConstructorError(None, None, "a mapping key must be a string", key_node.start_mark)
+            raise yaml.constructor.ConstructorError(None, None, "a mapping key must be a string", key_node.start_mark) from None
     return loader.construct_mapping(node)
 
 
@@ -221,9 +221,9 @@ def _slow_yaml(text: str, name: str) -> Any:
         msg = f"invalid YAML at {where}: {what}" if where else f"invalid YAML: {what}"
         if context and context not in msg:
             msg += f" ({context})"
-        raise _fail(name, msg)
+        raise _fail(name, msg) from None
     except (RecursionError, ValueError) as exc:
-        raise _fail(name, f"invalid YAML: {exc.__class__.__name__}: {exc}")
+        raise _fail(name, f"invalid YAML: {exc.__class__.__name__}: {exc}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,7 +240,8 @@ _ASCII_FAST = bytes(b for b in range(128) if not _BEYOND_FAST.match(chr(b)))
 _MARKERS = ('":', "':", ":}", ":,", ":]", "0X", "0O")
 _SIGNED = ("+0x", "-0x", "+0o", "-0o")
 _VALUELESS = re.compile(r"[{,][^:{},\n]*[,}]")
-_FAST_ERROR = re.compile(r"^(?:YAML parse error: )?(?:YAML [a-z ]+ error: )?(?:YAML resource limit exceeded )?(.*?),? at line (\d+),? column (\d+):?\s*(.*)$", re.DOTALL)
+_FAST_ERROR = re.compile(r"^(?:YAML parse error: )?(?:YAML [a-z ]+ error: )?(?:YAML resource limit exceeded )?"
+                         r"(.*?),? at line (\d+),? column (\d+):?\s*(.*)$", re.DOTALL)
 
 
 def _fast_yaml(text: str) -> tuple[Any, str | None]:
@@ -257,7 +258,7 @@ def _fast_yaml(text: str) -> tuple[Any, str | None]:
         return None, "quoted keys, keys without values or integers YAML 1.2 does not have"
     try:
         data = fast_yaml.safe_load(text, max_depth=MAX_DEPTH, max_alias_bytes=1, max_documents=1)
-    except Exception as exc:  # noqa: BLE001 - whatever the fast reader fails on, the reference loader decides
+    except Exception as exc:  # whatever the fast reader fails on, the reference loader decides
         return None, _fast_message(str(exc))
     entries, level = 0, [data] if type(data) is dict else []
     while level:  # level by level, so that the leaves (most values) are looked at in C
@@ -279,7 +280,7 @@ def _fast_yaml(text: str) -> tuple[Any, str | None]:
             return None, "flow sequences"
         try:
             dups = [d for d in fast_lint.lint(text, _LINT) if d.code == "duplicate-key"]
-        except Exception as exc:  # noqa: BLE001 - as above
+        except Exception as exc:  # as above
             return None, _fast_message(str(exc))
         if dups:
             return None, f"invalid YAML at line {dups[0].span.start.line} column {dups[0].span.start.column}: {dups[0].message}"

@@ -227,7 +227,8 @@ def semantic_problems(topo: Topology) -> list[Problem]:
     # Local VLAN space: at most 4094 networks on one host, and pinned VLANs must not collide there.
     for host, count in sorted(Counter(map(itemgetter(0), pairs)).items()):
         if count > MAX_LOCAL_VLANS:
-            out.append(Problem(src, f"hosts.{host}", f"has ports on {count} networks; at most {MAX_LOCAL_VLANS} fit in its local VLAN space", count))
+            msg = f"has ports on {count} networks; at most {MAX_LOCAL_VLANS} fit in its local VLAN space"
+            out.append(Problem(src, f"hosts.{host}", msg, count))
     pinned_on: dict[str, list[str]] = {}
     for host, net in pairs if pinned_nets else ():
         if net in pinned_nets:
@@ -238,7 +239,8 @@ def semantic_problems(topo: Topology) -> list[Problem]:
             vlan = networks[name].vlan
             assert vlan is not None
             if vlan in pinned:
-                out.append(Problem(src, f"networks.{name}.vlan", f"local VLAN already pinned by network {pinned[vlan]}, which shares host {host}", vlan))
+                msg = f"local VLAN already pinned by network {pinned[vlan]}, which shares host {host}"
+                out.append(Problem(src, f"networks.{name}.vlan", msg, vlan))
             else:
                 pinned[vlan] = name
     out += _capacity_problems(topo, ports, pairs)
@@ -278,8 +280,9 @@ def _capacity_problems(topo: Topology, ports: list[Port], pairs: set[tuple[str, 
                 memo[key] = sum(len(hs) for hs in by_type.values())
             peers = memo[key] - len({topo.networks[net].tunnel for net in nets})  # the host itself, once per type
             if peers > len(TUNNEL_OFPORTS):
-                out.append(Problem(src, f"hosts.{host}", f"needs {peers} tunnel ports; at most {len(TUNNEL_OFPORTS)} fit on its "
-                                                           f"tunnel bridge (OpenFlow ports {TUNNEL_OFPORTS.start}-{TUNNEL_OFPORTS.stop - 1})", peers))
+                msg = (f"needs {peers} tunnel ports; at most {len(TUNNEL_OFPORTS)} fit on its tunnel bridge "
+                       f"(OpenFlow ports {TUNNEL_OFPORTS.start}-{TUNNEL_OFPORTS.stop - 1})")
+                out.append(Problem(src, f"hosts.{host}", msg, peers))
     return out
 
 

@@ -184,7 +184,8 @@ def script_for(program: HostProgram, topo: Topology) -> str:
         if b.role == "tun":
             lines += delete_stale_groups(b)
         lines.append("")
-    lines.append(f'echo "ovsflow: {word(program.host)}: {word(int_b.name)} {len(int_b.flows)} flows, {word(tun_b.name)} {len(tun_b.flows)} flows"')
+    summary = f"{word(int_b.name)} {len(int_b.flows)} flows, {word(tun_b.name)} {len(tun_b.flows)} flows"
+    lines.append(f'echo "ovsflow: {word(program.host)}: {summary}"')
     return "\n".join(lines) + "\n"
 
 

@@ -51,7 +51,7 @@ def test_script_from_hostile_file_name_runs_only_ovs_tools(tmp_path: Path, templ
     script = proc.stdout
     assert all(ln.isprintable() for ln in script.splitlines())
     header = script.splitlines()[1]
-    assert header.startswith("# ovsflow ") and "\\n" in header or "\n" not in template
+    assert header.startswith("# ovsflow ") and ("\\n" in header) == ("\n" in template)
     subprocess.run(["sh", "-n"], input=script, text=True, check=True)
     stubs, log = tmp_path / "stubs", tmp_path / "argv.log"
     stubs.mkdir()
