@@ -243,7 +243,7 @@ class Tracer:
 
     def run(self, req: Request) -> TraceResult:
         pr = probe(self.topo, req)
-        fabric = Fabric([self.program(pr.port.host)], load=self._load)
+        fabric = Fabric([self.program(pr.port.host)], load=self._load, check=False)  # compile_host checked them
         learned, warmups = 0, []
         for port, frame in pr.warmup:
             fabric.hosts.get(port.host) or fabric.add(self.program(port.host))

@@ -177,3 +177,21 @@ def test_lab_readme_shows_the_seed003_trace_as_it_is() -> None:
         proc = subprocess.run([sys.executable, "-m", "ovsflow.cli", *argv], cwd=ROOT, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout == shown, f"README differs from `{cmd}`; regenerate it:\n{proc.stdout}"
+
+
+def test_unchecked_hosts_trust_the_program_and_checked_ones_refuse_bad_flows() -> None:
+    """Tracer builds hosts with check=False (the compiler checked the flows); the check still
+    exists for anyone else: a flow OVS would refuse fails only when checking."""
+    from ovsflow.compiler import compile_host
+    from ovsflow.evaluator import EvaluationError, Host
+    from ovsflow.flow import Flow, GotoTable
+    from ovsflow.program import BridgeProgram, HostProgram
+
+    program = compile_host(load_topology(SEED), "hv1")
+    bad = Flow.make(20, 5, {}, (GotoTable(10),))  # goto backwards: ovs-ofctl refuses it
+    br = program.bridges[0]
+    broken = HostProgram(program.host, program.vtep, (BridgeProgram(br.name, br.role, br.datapath_type, br.datapath_id,
+                                                                    br.ports, (*br.flows, bad)), program.bridges[1]))
+    assert Host(broken, check=False).bridge("int").flows(table=20)[0] == bad
+    with pytest.raises(EvaluationError):
+        Host(broken)

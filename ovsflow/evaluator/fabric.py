@@ -23,17 +23,18 @@ class Fabric:
     lookup by type, addresses and key). No such port: the frame is lost (OVS drops it too)."""
 
     def __init__(self, programs: Iterable[HostProgram],
-                 load: Callable[[str], HostProgram | None] | None = None) -> None:
+                 load: Callable[[str], HostProgram | None] | None = None, check: bool = True) -> None:
         """`load(vtep)`: the program of a host not given yet, asked for when a tunnel first
         reaches its VTEP (None: no such host), so a trace compiles only the hosts it visits."""
         self.hosts: dict[str, Host] = {}
         self.by_vtep: dict[str, Host] = {}
         self._load = load
+        self._check = check
         for p in programs:
             self.add(p)
 
     def add(self, program: HostProgram) -> Host:
-        h = Host(program)
+        h = Host(program, self._check)
         self.hosts[h.name] = h
         self.by_vtep[h.vtep] = h
         return h

@@ -46,13 +46,15 @@ class _Xlate:
 class Host:
     """The bridges of one hypervisor, joined by patch ports (`options:peer`)."""
 
-    def __init__(self, program: HostProgram) -> None:
+    def __init__(self, program: HostProgram, check: bool = True) -> None:
+        """`check=False`: the program's flows are trusted, not checked again (trace.py: the
+        compiler checked them, and a trace should not pay for it per frame)."""
         self.program = program
         self.name = program.host
         self.vtep = program.vtep
         self.now = 0.0
         self.bridges: dict[str, Bridge] = {
-            bp.name: Bridge.from_program(bp, host=program.host) for bp in program.bridges
+            bp.name: Bridge.from_program(bp, host=program.host, check=check) for bp in program.bridges
         }
         self._roles = {bp.role: bp.name for bp in program.bridges}
         self._peers: dict[tuple[str, int], tuple[Bridge, PortConfig]] = {}

@@ -63,7 +63,7 @@ class Bridge:
     """The flow tables, groups and ports of one OVS bridge."""
 
     def __init__(self, name: str, ports: Iterable[PortConfig] = (), flows: Iterable[Flow] = (),
-                 groups: Iterable[GroupEntry] = (), host: str = "") -> None:
+                 groups: Iterable[GroupEntry] = (), host: str = "", check: bool = True) -> None:
         self.name = name
         self.host = host
         self.now = 0.0
@@ -78,11 +78,12 @@ class Bridge:
         self._tables: dict[int, list[Entry]] = {}
         self._index: dict[tuple[Any, ...], Entry] = {}
         for f in flows:
-            self.add_flow(f)
+            self.add_flow(f, check)
 
     @classmethod
-    def from_program(cls, bp: BridgeProgram, host: str = "") -> "Bridge":
-        return cls(bp.name, bp.ports, bp.flows, bp.groups, host=host)
+    def from_program(cls, bp: BridgeProgram, host: str = "", check: bool = True) -> "Bridge":
+        """`check=False` trusts the flows (the compiler checked them against the pipelines)."""
+        return cls(bp.name, bp.ports, bp.flows, bp.groups, host=host, check=check)
 
     def add_flow(self, flow: Flow, check: bool = True) -> bool:
         """Install a flow; True when it replaced one with the same table, priority and match."""
