@@ -15,7 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
-BENCHMARKS = ["render", "install", "dataplane", "app", "migration", "codec", "fuzz", "routing"]  # more join as they land: install, resync, update, dataplane, migration
+BENCHMARKS = ["render", "install", "dataplane", "app", "migration", "codec", "fuzz", "routing", "verify", "trace"]  # more join as they land: install, resync, update, dataplane, migration
 
 
 def fmt(v: object) -> str:

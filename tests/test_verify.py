@@ -88,3 +88,15 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
     assert f"{bad}: networks.blue.vni: must be >= 1 (0)" in res.stderr.splitlines(), res.stderr
     res = run_cli(str(tmp_path / "missing.yaml"))
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+
+
+def test_verify_benchmark_quick(tmp_path: Path) -> None:
+    """The benchmark runs (tiny size); its figures' shape, never a time."""
+    proc = subprocess.run([sys.executable, "-m", "bench", "verify", "--quick", "--results-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    [result] = list(tmp_path.glob("*-quick.json"))
+    import json
+    [row] = json.loads(result.read_text())["rows"]
+    assert row["benchmark"] == "verify" and row["figures"]["violations"] == 0
+    assert row["raw"]["hosts"] == row["raw"]["all_hosts"] == 5 and row["figures"]["header classes per host"] > 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..fields import ARP_REPLY, ARP_REQUEST, BROADCAST, ETH_TYPE_ARP, ETH_TYPE_IP, ICMP_ECHO_REPLY, ip4_int, mac
-from ..flow import Group, SetField
+from ..flow import Group, Learn, SetField
 from ..graph import TopologyGraph
 from ..model import Network, Port, Topology
 from ..pipeline import Pipelines
@@ -73,22 +73,28 @@ class HostCheck:
         self.relays: set[tuple[int, str, int]] = set()  # (key in, remote host, key out): tunnel -> tunnel
         self.routed_in: set[tuple[str, str]] = set()  # (source network, target port) routed from tunnels here
         self.entry: tuple[str, Cube] | None = None
+        self.checking = True
+        self._attached: dict[str, frozenset[str]] = {}
 
     # -- running -------------------------------------------------------------------------------
     def run(self) -> HostReport:
         ex = HostExplorer(self.program, self._exit)
-        for _ in range(4):  # learn() model to a fixpoint (normally one extra round)
-            learns = {k: frozenset(p for p in ports if self._may_learn(k[3], p)) for k, ports in ex.seen_learns.items()}
+        entries = ex.entries()
+        self.checking = False  # a first pass over the tunnel entries only collects what learn() sees
+        for bridge, cube in entries:
+            if cube.ports is not None and any(p in self.tunnel_hosts for p in cube.ports):
+                self.entry = (bridge, cube)
+                self._explore(ex, bridge, cube)
+        self.checking = True
+        for _ in range(4):  # learn() model to a fixpoint: normally the first full pass is the last
+            learns = self._learns(ex)
             ex.set_learned(learns)
             self.reached, self.delivered_in, self.relays, self.routed_in = {}, {}, set(), set()
             self.report.violations = []
-            for bridge, cube in ex.entries():
+            for bridge, cube in entries:
                 self.entry = (bridge, cube)
-                try:
-                    ex.run(bridge, cube)
-                except RuntimeError as e:
-                    self._add(Violation("limit", self.host, str(e)))
-            if {k: frozenset(p for p in v if self._may_learn(k[3], p)) for k, v in ex.seen_learns.items()} == learns:
+                self._explore(ex, bridge, cube)
+            if self._learns(ex) == learns:
                 break
         self.report.classes = ex.steps
         self._structure()
@@ -96,13 +102,25 @@ class HostCheck:
         self._routed_relay()
         return self.report
 
+    def _explore(self, ex: HostExplorer, bridge: str, cube: Cube) -> None:
+        try:
+            ex.run(bridge, cube)
+        except RuntimeError as e:
+            self._add(Violation("limit", self.host, str(e)))
+
+    def _learns(self, ex: HostExplorer) -> dict[tuple[str, Learn, int | None, int | None], frozenset[int]]:
+        return {k: frozenset(p for p in ports if self._may_learn(k[3], p)) for k, ports in ex.seen_learns.items()}
+
     def _may_learn(self, key: int | None, port: int) -> bool:
         """learn() sees a tunnel port with key K only from hosts attached to K's network."""
         net = self.net_by_vni.get(key) if key is not None else None
         remote = self.tunnel_hosts.get(port)
         if net is None or remote is None:
             return True
-        return remote[0] in self.graph.attached(net.name)
+        attached = self._attached.get(net.name)
+        if attached is None:
+            attached = self._attached[net.name] = frozenset(self.graph.attached(net.name))
+        return remote[0] in attached
 
     def _add(self, v: Violation) -> None:
         if len(self.report.violations) < 50:
@@ -136,6 +154,8 @@ class HostCheck:
         return (self.net_by_vni.get(key) if key is not None else None), None
 
     def _exit(self, e: Exit) -> None:
+        if not self.checking:
+            return
         self.report.exits += 1
         cls = e.cls
         if e.kind == "loop":
@@ -183,7 +203,7 @@ class HostCheck:
             return
         if ttype != net.tunnel:
             self._violation("tunnel-key", cls, f"key {net.vni:#x} ({net.name}, {net.tunnel}) sent on a {ttype} tunnel {where}")
-        if remote not in self.graph.attached(net.name):
+        if not self._may_learn(net.vni, e.port.ofport):
             self._violation("isolation", cls, f"frame of {net.name} sent on {where}, a host not attached to {net.name}")
         if label is None:
             self._violation("isolation", cls, f"frame with a key of no network forwarded on {where}")
@@ -272,7 +292,8 @@ class HostCheck:
                     return
             if q.ip is None:
                 continue
-            arp = Cube({"dl_dst": (BROADCAST, BROADCAST), "dl_type": (ETH_TYPE_ARP, 0xFFFF), "arp_op": (ARP_REQUEST, 0xFFFF), "arp_tpa": (ip4_int(q.ip), 0xFFFFFFFF)})
+            arp = Cube({"dl_dst": (BROADCAST, BROADCAST), "dl_type": (ETH_TYPE_ARP, 0xFFFF),
+                        "arp_op": (ARP_REQUEST, 0xFFFF), "arp_tpa": (ip4_int(q.ip), 0xFFFFFFFF)})
             c = cls.cube.intersect(arp)
             if c is not None and witness(c, relevant(c, cls.excl)) is not None:
                 self._violation("leak", cls, f"l2pop: ARP request for {q.ip} ({q.name}) flooded on {where}", arp)
