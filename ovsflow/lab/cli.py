@@ -49,7 +49,7 @@ def lab() -> None:
 
 
 @lab.command("up")
-@click.argument("topology", type=click.Path(exists=True, dir_okay=False))
+@click.argument("topology")  # read (and refused in one line) by the loader, like every other command
 @_name_option
 @click.option("--program", type=click.Choice(["render", "none"]), default="render", show_default=True,
               help="program br-int/br-tun by running ovsflow's rendered script, or leave them to a controller")
