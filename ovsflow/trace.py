@@ -18,7 +18,7 @@ import ipaddress
 from dataclasses import dataclass, field, replace
 
 from .compiler import compile_host
-from .evaluator import Fabric, FabricResult, Step
+from .evaluator import Fabric, FabricResult, Host, Step
 from .fields import BROADCAST, IPPROTO_TCP, IPPROTO_UDP, format_mac, parse_value
 from .fields import field as registry_field
 from .flow import GotoTable, Group, Output
@@ -227,6 +227,7 @@ class Tracer:
         self.topo = topo
         self.pipelines = pipelines or Pipelines.load()
         self.programs: dict[str, HostProgram] = {}
+        self._hosts: dict[str, Host] = {}  # pristine evaluator hosts: each trace runs on forks
         self._by_vtep = {h.vtep: h.name for h in topo.hosts.values()}
         self._by_iface = {(p.host, p.iface): p.name for p in topo.ports.values()}
         self._names = {(role, t.id): t.name for role in ("int", "tun") for t in self.pipelines[role].tables.values()}
@@ -237,16 +238,23 @@ class Tracer:
             p = self.programs[host] = compile_host(self.topo, host, pipelines=self.pipelines)
         return p
 
-    def _load(self, vtep: str) -> HostProgram | None:
-        host = self._by_vtep.get(vtep)
-        return self.program(host) if host is not None else None
+    def host(self, name: str) -> Host:
+        """A fresh evaluator host (nothing learned): a fork of the cached one."""
+        h = self._hosts.get(name)
+        if h is None:
+            h = self._hosts[name] = Host(self.program(name), check=False)  # compile_host checked the flows
+        return h.fork()
+
+    def _load(self, vtep: str) -> Host | None:
+        name = self._by_vtep.get(vtep)
+        return self.host(name) if name is not None else None
 
     def run(self, req: Request) -> TraceResult:
         pr = probe(self.topo, req)
-        fabric = Fabric([self.program(pr.port.host)], load=self._load, check=False)  # compile_host checked them
+        fabric = Fabric([self.host(pr.port.host)], load=self._load)
         learned, warmups = 0, []
         for port, frame in pr.warmup:
-            fabric.hosts.get(port.host) or fabric.add(self.program(port.host))
+            fabric.hosts.get(port.host) or fabric.add(self.host(port.host))
             w = fabric.inject(port.host, port.iface, frame)
             learned += len(w.learned)
             warmups.append(w.trace.steps)

@@ -50,6 +50,10 @@ def test_learn_network_unicast_floods_then_goes_straight_after_learning() -> Non
     assert warm.learned >= 2 and len(warm.probe.warmup) == 2
     assert [s.egress.remote_ip for s in warm.legs] == ["192.0.2.12"] and not warm.dropped  # type: ignore[union-attr]
     assert any(s.flow is not None and s.flow.cookie == 0x6F76736600000001 for s in warm.steps)  # a learned flow hit
+    # each trace runs on forks of the cached hosts: what --learned taught does not leak into the next trace
+    again = tracer.run(Request("vm1", to="vm2"))
+    assert len(again.legs) == 2 and again.learned == 0
+    assert not [f for h in tracer._hosts.values() for b in h.bridges.values() for f in b.flows(cookie=0x6F76736600000001)]
 
 
 def test_gre_tenant_and_cross_tenant() -> None:

@@ -22,10 +22,11 @@ class Fabric:
     that host's tunnel port of the same type whose remote_ip is the sender (OVS's tunnel port
     lookup by type, addresses and key). No such port: the frame is lost (OVS drops it too)."""
 
-    def __init__(self, programs: Iterable[HostProgram],
-                 load: Callable[[str], HostProgram | None] | None = None, check: bool = True) -> None:
-        """`load(vtep)`: the program of a host not given yet, asked for when a tunnel first
-        reaches its VTEP (None: no such host), so a trace compiles only the hosts it visits."""
+    def __init__(self, programs: Iterable[HostProgram | Host],
+                 load: Callable[[str], HostProgram | Host | None] | None = None, check: bool = True) -> None:
+        """`load(vtep)`: the program (or a ready Host) of a host not given yet, asked for when a
+        tunnel first reaches its VTEP (None: no such host), so a trace compiles only the hosts it
+        visits."""
         self.hosts: dict[str, Host] = {}
         self.by_vtep: dict[str, Host] = {}
         self._load = load
@@ -33,8 +34,8 @@ class Fabric:
         for p in programs:
             self.add(p)
 
-    def add(self, program: HostProgram) -> Host:
-        h = Host(program, self._check)
+    def add(self, program: HostProgram | Host) -> Host:
+        h = program if isinstance(program, Host) else Host(program, self._check)
         self.hosts[h.name] = h
         self.by_vtep[h.vtep] = h
         return h
@@ -45,8 +46,8 @@ class Fabric:
     def _ingress(self, e: Egress) -> tuple[Host, Bridge, PortConfig] | str:
         dst = self.by_vtep.get(e.remote_ip or "")
         if dst is None and self._load is not None and e.remote_ip:
-            program = self._load(e.remote_ip)
-            dst = self.add(program) if program is not None else None
+            found = self._load(e.remote_ip)
+            dst = self.add(found) if found is not None else None
         if dst is None:
             return f"no host has VTEP {e.remote_ip}"
         src_ip = e.local_ip or self.hosts[e.host].vtep

@@ -63,6 +63,14 @@ class Host:
                 if p.type == "patch":
                     self._peers[(b.name, p.ofport)] = self._find_peer(b, p)
 
+    def fork(self) -> "Host":
+        """A copy to push frames through without changing this host's tables (Bridge.fork)."""
+        twin = object.__new__(Host)
+        twin.__dict__.update(self.__dict__)
+        twin.bridges = {name: b.fork() for name, b in self.bridges.items()}
+        twin._peers = {key: (twin.bridges[b.name], port) for key, (b, port) in self._peers.items()}
+        return twin
+
     def _find_peer(self, bridge: Bridge, port: PortConfig) -> tuple[Bridge, PortConfig]:
         peer = dict(port.options).get("peer")
         for b in self.bridges.values():

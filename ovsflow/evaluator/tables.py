@@ -85,6 +85,16 @@ class Bridge:
         """`check=False` trusts the flows (the compiler checked them against the pipelines)."""
         return cls(bp.name, bp.ports, bp.flows, bp.groups, host=host, check=check)
 
+    def fork(self) -> "Bridge":
+        """A copy whose tables change independently (learn() adds, timeouts remove) at the cost
+        of copying lists, not flows. Entries are shared: their counters and last-hit times move
+        in both (fine for traces, which neither read counters nor advance the clock)."""
+        twin = object.__new__(Bridge)
+        twin.__dict__.update(self.__dict__)
+        twin._tables = {t: list(entries) for t, entries in self._tables.items()}
+        twin._index = dict(self._index)
+        return twin
+
     def add_flow(self, flow: Flow, check: bool = True) -> bool:
         """Install a flow; True when it replaced one with the same table, priority and match."""
         if check:
