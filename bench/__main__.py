@@ -15,7 +15,8 @@ import signal
 import sys
 from pathlib import Path
 
-BENCHMARKS = ["render", "install", "dataplane", "app", "migration", "codec", "fuzz", "routing", "verify", "trace"]  # more join as they land: install, resync, update, dataplane, migration
+# every benchmark module under bench/ with a run(quick) -> rows function
+BENCHMARKS = ["render", "install", "dataplane", "app", "migration", "codec", "fuzz", "routing", "verify", "trace"]
 
 
 def fmt(v: object) -> str:
@@ -50,7 +51,7 @@ def main() -> int:
             print(f"   {k:<58} {fmt(v)}")
     out = Path(args.results_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ") + ("-quick" if args.quick else "")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H%M%SZ") + ("-quick" if args.quick else "")
     target = out / f"{stamp}.json"
     target.write_text(json.dumps({"when": stamp, "machine": platform.platform(), "python": sys.version.split()[0],
                                   "rows": rows}, indent=1, default=str) + "\n")

@@ -47,6 +47,7 @@ from pathlib import Path
 
 from ovsflow.lab.controller import RyuManager, free_port
 
+
 def med(xs: list[float]) -> list[float]:
     """[median, min, max] (the row format's triple)."""
     return [statistics.median(xs), min(xs), max(xs)] if xs else [float("nan")] * 3
@@ -109,7 +110,7 @@ class Rig:
         self.port = free_port()
         self.target = f"tcp:127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "Rig":
+    def __enter__(self) -> Rig:
         from ovsflow import ovsdb
         from ovsflow.lab import netns as nsmod
         from ovsflow.lab.ovs import OvsInstance

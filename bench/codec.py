@@ -20,7 +20,8 @@ from __future__ import annotations
 import statistics
 import struct
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from bench.synth import synthetic
 

@@ -231,7 +231,8 @@ def semantic(rng: random.Random, data: dict) -> tuple[Any, bool]:
 def alias(rng: random.Random, data: dict) -> tuple[Any, bool]:
     if rng.random() < 0.5:  # a bomb: levels of aliases, each `width` times the one before
         width, levels = rng.randint(2, 12), rng.randint(2, 12)
-        data["x"] = Raw("[" + ", ".join(["&b0 [y, y]"] + [f"&b{i} [" + ", ".join([f"*b{i - 1}"] * width) + "]" for i in range(1, levels)]) + "]")
+        levels_text = [f"&b{i} [" + ", ".join([f"*b{i - 1}"] * width) + "]" for i in range(1, levels)]
+        data["x"] = Raw("[" + ", ".join(["&b0 [y, y]", *levels_text]) + "]")
         return data, True
     # benign: one network's tunnel anchored, another's an alias of it (valid if the rest is)
     nets = list(data["networks"].values())

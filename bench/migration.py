@@ -40,6 +40,7 @@ announcement). The app's log also says which switches were updated.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import os
 import re
@@ -157,7 +158,7 @@ def split(times: list[float], t0: float, t1: float, t_write: float | None, t_rea
     the file write to the last switch's update, and the rest (the ping interval, the file write
     itself, the time after the last update until the first reply). The parts add up to it."""
     end = max(t1, t_ready)
-    pairs = [(a, b) for a, b in zip(times, times[1:]) if b > t0 and a < end]
+    pairs = [(a, b) for a, b in itertools.pairwise(times) if b > t0 and a < end]
     if not pairs or times[-1] <= t_ready:
         return {}
     a, b = max(pairs, key=lambda p: p[1] - p[0])
@@ -234,7 +235,7 @@ def run(quick: bool = False) -> list[dict]:
             wd = work / "pings"
             wd.mkdir()
             for r in range(rounds):
-                for mode, port in MOVERS.items():
+                for mode in MOVERS:
                     first, second = ("file", "sighup") if r % 2 == 0 else ("sighup", "file")
                     samples[mode].append(one_move(lab, app, check, mode, first, AWAY, wd))
                     samples[mode].append(one_move(lab, app, check, mode, "replug", AWAY, wd))

@@ -123,7 +123,8 @@ def hostile_inputs(tmp: Path) -> dict[str, Path]:
     laughs += [f"{c}: &{c} [" + ",".join([f"*{p}"] * 9) + "]" for p, c in zip("abcdefgh", "bcdefghi")]
     files = {
         "billion laughs (YAML aliases, 744 bytes)": "\n".join(laughs) + "\n",
-        "aliases 10^8 (YAML)": "a: &a [x" + ",x" * 99 + "]\n" + "".join(f"{c}: &{c} [" + ",".join([f"*{p}"] * 100) + "]\n" for p, c in zip("abc", "bcd")),
+        "aliases 10^8 (YAML)": "a: &a [x" + ",x" * 99 + "]\n"
+                               + "".join(f"{c}: &{c} [" + ",".join([f"*{p}"] * 100) + "]\n" for p, c in zip("abc", "bcd")),
         "nesting 100,000 deep (YAML flow)": "a: " + "[" * 100_000 + "\n",
         "nesting 100,000 deep (JSON)": "[" * 100_000,
         "5,000-digit integer (YAML)": "a: " + "9" * 5_000 + "\n",
@@ -217,7 +218,8 @@ def run(quick: bool = False) -> list[dict]:
             rows.append({
                 "benchmark": "render", "case": f"{size}, l2pop: {r['hosts']} hosts/{r['networks']} nets/{r['ports']} ports with IPs",
                 "figures": {
-                    "compile+render one host (s, median [min-max])": [med(r["render_one_s"]), min(r["render_one_s"]), max(r["render_one_s"])],
+                    "compile+render one host (s, median [min-max])": [
+                        med(r["render_one_s"]), min(r["render_one_s"]), max(r["render_one_s"])],
                     "peak RSS (MB)": r["peak_rss_mb"],
                     "br-tun flows / Neutron l2pop formula (15+tunnels+2*nets+MACs+IPs)": [r["flows_tun"], r["neutron_formula_l2pop"]],
                     "flood groups": r["groups_tun"],

@@ -85,7 +85,7 @@ class _Waiter:
 class OvsflowApp(app_manager.RyuApp):
     """Programs br-int/br-tun of every host in the topology by diffing, in bundles."""
 
-    OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION, ofproto_v1_4.OFP_VERSION]
+    OFP_VERSIONS = (ofproto_v1_3.OFP_VERSION, ofproto_v1_4.OFP_VERSION)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -188,7 +188,7 @@ class OvsflowApp(app_manager.RyuApp):
         """Read every connected switch back now and then, repairing what changed behind our back."""
         while True:
             hub.sleep(interval)
-            for dpid, dp in sorted(self.datapaths.items()):
+            for _, dp in sorted(self.datapaths.items()):
                 self._reconcile_safe(dp, "audit")
 
     # --- switches --------------------------------------------------------------------------------
@@ -299,7 +299,7 @@ class OvsflowApp(app_manager.RyuApp):
     def _reconcile_safe(self, dp: Any, why: str, moves: Moves | None = None) -> None:
         try:
             self.reconcile(dp, why, moves)
-        except Exception as exc:  # noqa: BLE001 - one switch's failure must not stop the others
+        except Exception as exc:
             LOG.error("ovsflow: switch %016x: reconcile (%s) failed: %s", dp.id, why, one_line(exc))
 
     def reconcile(self, dp: Any, why: str, moves: Moves | None = None) -> None:

@@ -218,8 +218,10 @@ from .lab.cli import lab  # noqa: E402 - the lab's command group lives with the 
 
 main.add_command(lab)
 from .trace_cli import register as register_trace  # noqa: E402 - trace, graph, pipeline --graph: own modules
+
 register_trace(main)
 from .verify.cli import verify_command  # noqa: E402 - `ovsflow verify` lives in its own package
+
 main.add_command(verify_command)
 
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 # --- values several modules name -------------------------------------------------------------------
 ETH_TYPE_IP = 0x0800

@@ -11,8 +11,9 @@ what each field is (width, kind, codes) is in `fields.py`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Union
+from typing import Any
 
 from . import fields
 from .fields import FIELD_ORDER, FIELDS, SET_FIELDS, format_value
@@ -20,7 +21,7 @@ from .fields import FIELD_ORDER, FIELDS, SET_FIELDS, format_value
 OFPVID_PRESENT = fields.OFPVID_PRESENT
 IN_PORT = 0xFFFFFFF8  # OpenFlow's OFPP_IN_PORT
 
-MatchValue = Union[int, tuple[int, int]]  # exact value, or (value, mask)
+MatchValue = int | tuple[int, int]  # exact value, or (value, mask)
 
 
 def format_match(name: str, value: MatchValue) -> str:
@@ -176,7 +177,7 @@ class GotoTable:
         return f"goto_table:{self.table}"
 
 
-Action = Union[Output, Group, PushVlan, PopVlan, SetField, Move, Load, Learn, DecTtl, GotoTable]
+Action = Output | Group | PushVlan | PopVlan | SetField | Move | Load | Learn | DecTtl | GotoTable
 
 # ---------------------------------------------------------------------------------------------
 
@@ -211,7 +212,7 @@ class Flow:
         cookie: int = 0,
         hard_timeout: int = 0,
         idle_timeout: int = 0,
-    ) -> "Flow":
+    ) -> Flow:
         items = tuple(sorted((match or {}).items(), key=_field_rank))
         return Flow(table, priority, items, tuple(actions), cookie, hard_timeout, idle_timeout)
 

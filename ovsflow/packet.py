@@ -34,8 +34,19 @@ from .fields import (
     mac,
 )
 
-__all__ = ["Frame", "ARP_REPLY", "ARP_REQUEST", "BROADCAST", "ETH_TYPE_ARP", "ETH_TYPE_IP", "ETH_TYPE_IPV6",
-           "IPPROTO_TCP", "ipv4", "ipv6", "mac"]
+__all__ = [
+    "ARP_REPLY",
+    "ARP_REQUEST",
+    "BROADCAST",
+    "ETH_TYPE_ARP",
+    "ETH_TYPE_IP",
+    "ETH_TYPE_IPV6",
+    "IPPROTO_TCP",
+    "Frame",
+    "ipv4",
+    "ipv6",
+    "mac",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,12 +92,12 @@ class Frame:
 
     @staticmethod
     def ethernet(src: str | int, dst: str | int, ethertype: int = ETH_TYPE_IP,
-                 vlan: int | None = None, payload: str = "") -> "Frame":
+                 vlan: int | None = None, payload: str = "") -> Frame:
         return Frame(mac(src), mac(dst), ethertype, vlan, payload=payload)
 
     @staticmethod
     def arp_request(src_mac: str | int, src_ip: str | int, target_ip: str | int,
-                    vlan: int | None = None, payload: str = "") -> "Frame":
+                    vlan: int | None = None, payload: str = "") -> Frame:
         """A broadcast 'who has target_ip, tell src_ip'."""
         m = mac(src_mac)
         return Frame(m, BROADCAST, ETH_TYPE_ARP, vlan, ARP_REQUEST, ipv4(src_ip), ipv4(target_ip),
@@ -94,7 +105,7 @@ class Frame:
 
     @staticmethod
     def arp_reply(src_mac: str | int, src_ip: str | int, dst_mac: str | int, dst_ip: str | int,
-                  vlan: int | None = None, payload: str = "") -> "Frame":
+                  vlan: int | None = None, payload: str = "") -> Frame:
         """A unicast 'src_ip is at src_mac' to dst_mac."""
         s, d = mac(src_mac), mac(dst_mac)
         return Frame(s, d, ETH_TYPE_ARP, vlan, ARP_REPLY, ipv4(src_ip), ipv4(dst_ip), s, d,
@@ -102,14 +113,14 @@ class Frame:
 
     @staticmethod
     def ipv4(src_mac: str | int, dst_mac: str | int, src_ip: str | int, dst_ip: str | int,
-             proto: int = IPPROTO_UDP, ttl: int = 64, vlan: int | None = None, payload: str = "") -> "Frame":
+             proto: int = IPPROTO_UDP, ttl: int = 64, vlan: int | None = None, payload: str = "") -> Frame:
         """An IPv4 packet (UDP unless told otherwise) with the given TTL."""
         return Frame(mac(src_mac), mac(dst_mac), ETH_TYPE_IP, vlan, nw_proto=proto, nw_src=ipv4(src_ip),
                      nw_dst=ipv4(dst_ip), nw_ttl=ttl, payload=payload)
 
     @staticmethod
     def icmp_echo(src_mac: str | int, dst_mac: str | int, src_ip: str | int, dst_ip: str | int,
-                  ttl: int = 64, vlan: int | None = None, payload: str = "") -> "Frame":
+                  ttl: int = 64, vlan: int | None = None, payload: str = "") -> Frame:
         """An ICMP echo request (ping)."""
         return replace(Frame.ipv4(src_mac, dst_mac, src_ip, dst_ip, IPPROTO_ICMP, ttl, vlan, payload),
                        icmp_type=ICMP_ECHO_REQUEST, icmp_code=0)
@@ -117,14 +128,14 @@ class Frame:
     @staticmethod
     def transport(src_mac: str | int, dst_mac: str | int, src_ip: str | int, dst_ip: str | int,
                   proto: int, src_port: int, dst_port: int, ttl: int = 64, vlan: int | None = None,
-                  payload: str = "") -> "Frame":
+                  payload: str = "") -> Frame:
         """A TCP (proto 6) or UDP (17) packet between two ports."""
         return replace(Frame.ipv4(src_mac, dst_mac, src_ip, dst_ip, proto, ttl, vlan, payload),
                        tp_src=src_port, tp_dst=dst_port)
 
     @staticmethod
     def neighbour_solicitation(src_mac: str | int, src_ip: str | int, target_ip: str | int,
-                               vlan: int | None = None, payload: str = "") -> "Frame":
+                               vlan: int | None = None, payload: str = "") -> Frame:
         """An IPv6 neighbour solicitation for target_ip, to its solicited-node multicast group,
         with the sender's link-layer address option."""
         m, target = mac(src_mac), ipv6(target_ip)
@@ -152,7 +163,7 @@ class Frame:
             return self.vlan
         return self.tci & 0x1FFF  # vlan_vid
 
-    def set(self, name: str, value: int) -> "Frame":
+    def set(self, name: str, value: int) -> Frame:
         """A copy with one field written, as set_field/load/move would (whole field)."""
         attr = field(name).frame
         if attr is not None:
@@ -164,7 +175,7 @@ class Frame:
         # bits; the OFPVID_PRESENT bit in N is accepted and ignored. Callers check a header exists.
         return replace(self, vlan=value & 0xFFF)
 
-    def wire(self) -> "Frame":
+    def wire(self) -> Frame:
         """The frame as it appears on a wire: pipeline metadata cleared."""
         return replace(self, in_port=0, tun_id=0)
 

@@ -11,16 +11,18 @@ reject at load time; the evaluator applies the same function to every flow it is
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Collection, Iterable, Mapping
+from typing import Any
 
 import yaml
 
 from . import flow as F
-from .fields import ETH_TYPE_IP, ETH_TYPE_IPV6, FIELDS, MATCH_FIELDS, OFPVID_PRESENT, field as field_named
+from .fields import ETH_TYPE_IP, ETH_TYPE_IPV6, FIELDS, MATCH_FIELDS, OFPVID_PRESENT
+from .fields import field as field_named
 
 ACTION_KINDS: dict[type, str] = {
     F.Output: "output",
@@ -220,9 +222,8 @@ def _actions_problem(flow: F.Flow, actions: tuple[F.Action, ...], match: dict[st
         elif isinstance(a, F.DecTtl):
             if match.get("dl_type") not in (ETH_TYPE_IP, ETH_TYPE_IPV6):
                 return "dec_ttl needs dl_type=0x0800|0x86dd in the match"
-        elif isinstance(a, F.Group):
-            if groups is not None and a.group_id not in groups:
-                return f"group {a.group_id} does not exist"
+        elif isinstance(a, F.Group) and groups is not None and a.group_id not in groups:
+            return f"group {a.group_id} does not exist"
     return None
 
 
@@ -256,8 +257,11 @@ def parse_pipeline(data: dict[str, Any], source: str) -> Pipeline:
         unknown_actions = set(t.get("actions", [])) - set(ACTION_KINDS.values())
         if unknown_match or unknown_actions:
             raise PipelineError(f"{source}: {where}: unknown match fields {sorted(unknown_match)} or actions {sorted(unknown_actions)}")
+        def placeholder(m: re.Match[str], where: str = where) -> str:
+            return str(table_id(m.group(1), f"{where} purpose"))
+
         try:
-            purpose = re.sub(r"\{(\w+)\}", lambda m: str(table_id(m.group(1), f"{where} purpose")), str(t["purpose"]))
+            purpose = re.sub(r"\{(\w+)\}", placeholder, str(t["purpose"]))
         except KeyError as exc:
             raise PipelineError(f"{source}: {where}: purpose: {exc}") from None
         tables[ids[t["name"]]] = Table(
@@ -278,7 +282,7 @@ def parse_pipeline(data: dict[str, Any], source: str) -> Pipeline:
     return Pipeline(role=data["role"], description=data.get("description", ""), tables=tables)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_pipeline(role: str, directory: str | None = None) -> Pipeline:
     """br-`role`'s declaration from pipelines/ (or from `directory`: tests renumber a copy)."""
     path = Path(directory or pipelines_dir()) / f"br-{role}.yaml"
@@ -297,5 +301,5 @@ class Pipelines:
         return self.int if role == "int" else self.tun
 
     @staticmethod
-    def load(directory: str | None = None) -> "Pipelines":
+    def load(directory: str | None = None) -> Pipelines:
         return Pipelines(load_pipeline("int", directory), load_pipeline("tun", directory))

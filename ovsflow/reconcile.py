@@ -15,8 +15,9 @@ ovsflow programs is ovsflow's (the rule `render` follows too); `owns_group` narr
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING
 
 from . import program
 from .fields import mac
@@ -145,7 +146,7 @@ def plan(
     )
 
 
-def moved_macs(old: "Topology", new: "Topology") -> dict[str, dict[int, str]]:
+def moved_macs(old: Topology, new: Topology) -> dict[str, dict[int, str]]:
     """network -> {MAC: its new host} for ports on another host in `new` than in `old` (by MAC
     within the network, so a port renamed on the way counts too)."""
     where_old = {(p.network, p.mac): p.host for p in old.ports.values()}

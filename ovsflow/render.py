@@ -108,7 +108,7 @@ def stale_ports(b: BridgeProgram) -> list[str]:
     return [
         f"# Ports ovsflow added to {b.name} earlier that the topology no longer has.",
         f"for p in $(ovs-vsctl --bare --columns=name find Interface external_ids:{OWNER_KEY}={b.name}); do",
-        f'  case " {wanted} " in *" $p "*) ;; *) echo "ovsflow: removing stale port $p from {b.name}"; ovs-vsctl --if-exists del-port {b.name} "$p" ;; esac',
+        f'  case " {wanted} " in *" $p "*) ;; *) echo "ovsflow: removing stale port $p from {b.name}"; ovs-vsctl --if-exists del-port {b.name} "$p" ;; esac',  # noqa: E501
         "done",
     ]
 
@@ -119,7 +119,7 @@ def load_flows(b: BridgeProgram) -> list[str]:
     return [
         f"# {b.name}: {len(b.flows)} flows, replaced in one bundle. Flows that are not ovsflow's static",
         "# program (learned MACs, other tools' flows) are read back and kept.",
-        f"keep=$(ovs-ofctl -O OpenFlow14 dump-flows --no-stats {b.name} | grep -v -e '^OFPST_FLOW' -e '^NXST_FLOW' -e '{STATIC_COOKIE_TEXT},' || true)",
+        f"keep=$(ovs-ofctl -O OpenFlow14 dump-flows --no-stats {b.name} | grep -v -e '^OFPST_FLOW' -e '^NXST_FLOW' -e '{STATIC_COOKIE_TEXT},' || true)",  # noqa: E501
         f"{{ cat <<'{tag}'",
         *flow_lines(b),
         tag,

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import sys
-
 import itertools
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator

@@ -55,7 +55,7 @@ def test_ryu_manager_starts_and_speaks_openflow(controller_factory) -> None:
             break
         except OSError:
             if time.monotonic() > deadline or c.proc.poll() is not None:
-                raise AssertionError(f"nothing listens on {port}:\n{c.text()[-2000:]}")
+                raise AssertionError(f"nothing listens on {port}:\n{c.text()[-2000:]}") from None
             time.sleep(0.1)
     with sock:
         sock.sendall(struct.pack("!BBHI", 5, 0, 8, 1))  # OFPT_HELLO, OpenFlow 1.4
@@ -139,7 +139,7 @@ class FlowMonitor:
 
     def __init__(self, ovs, bridge: str, out: Path) -> None:
         self.out = out
-        self.fh = open(out, "wb")
+        self.fh = open(out, "wb")  # noqa: SIM115 - the monitor process writes it until stop()
         self.proc = subprocess.Popen(["ovs-ofctl", "monitor", ovs.mgmt(bridge), "watch:!initial"],
                                      stdout=self.fh, stderr=subprocess.STDOUT, env=dict(os.environ, **ovs.env))
 

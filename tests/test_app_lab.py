@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from conftest import lab_name
+
 from ovsflow.compiler import compile_host
 from ovsflow.lab import lab as labmod
 from ovsflow.lab import netns as ns
@@ -103,7 +103,7 @@ class Monitor:
 class LogWatch:
     """When a pattern first appeared in the app's log (polled every 10 ms in a thread)."""
 
-    def __init__(self, app: "App", pattern: str, since: int) -> None:
+    def __init__(self, app: App, pattern: str, since: int) -> None:
         self.app, self.pattern, self.since = app, pattern, since
         self.seen: float | None = None
         self.done = threading.Event()
@@ -296,7 +296,8 @@ def test_move_a_port_to_another_host_and_back(live: Live) -> None:
         path = live.tmp / "moved.yaml"
         path.write_text(moved)
         ofport = compile_host(load_topology(path), dst).bridge("int").port(lab.vm("vm3")["iface"]).ofport
-        apply_edit(live, moved, f"move vm3 {src} -> {dst} (blue)", before=lambda: lab.replug("vm3", dst, ofport))
+        apply_edit(live, moved, f"move vm3 {src} -> {dst} (blue)",
+                   before=lambda dst=dst, ofport=ofport: lab.replug("vm3", dst, ofport))
         assert lab.vm("vm3")["host"] == dst
         assert lab.ping("vm1", "vm3")
     assert live.topology.read_text() == original

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import lab_leftovers, lab_name, root_veths
 
 ROOT = Path(__file__).resolve().parent.parent

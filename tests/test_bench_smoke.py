@@ -29,7 +29,7 @@ def test_render_benchmark_quick(tmp_path: Path) -> None:
             runs = row["raw"]["runs"][fmt]
             assert len(runs) == 2 and all(r["total_s"] > 0 and r["peak_rss_mb"] > 0 and r["script_lines"] > 20 for r in runs)
         # the same topology gives the same script whichever format it was written in
-        assert {r["script_lines"] for fmt in ("yaml", "json") for r in row["raw"]["runs"][fmt]} == {row["raw"]["runs"]["json"][0]["script_lines"]}
+        assert {r["script_lines"] for fmt in ("yaml", "json") for r in row["raw"]["runs"][fmt]} == {row["raw"]["runs"]["json"][0]["script_lines"]}  # noqa: E501
     results = hostile["raw"]["results"]
     assert len(results) >= 10 and all(r["refused"] and r["message"] for r in results.values())
     assert "billion laughs (YAML aliases, 744 bytes)" in results and "/dev/zero" in results

@@ -16,7 +16,7 @@ from ovsflow.compiler import compile_all, compile_host
 from ovsflow.graph import TopologyGraph, allocate
 from ovsflow.model import load_topology, load_topology_data
 from ovsflow.pipeline import PipelineError, load_pipeline
-from ovsflow.program import COOKIE_MASK, COOKIE_BASE
+from ovsflow.program import COOKIE_BASE, COOKIE_MASK
 
 DATA = Path(__file__).parent / "data"
 
@@ -193,9 +193,10 @@ def test_br_int_isolates_networks_with_overlapping_macs() -> None:
 
 def test_render_flows_format_and_bad_host(tmp_path: Path) -> None:
     from click.testing import CliRunner
+
     from ovsflow.cli import main
 
-    r = CliRunner().invoke(main, ["render", str(DATA / "seed003-vxlan.yaml"), "--host", "hv1", "--dry-run", "--format", "flows", "--bridge", "tun"])
+    r = CliRunner().invoke(main, ["render", str(DATA / "seed003-vxlan.yaml"), "--host", "hv1", "--dry-run", "--format", "flows", "--bridge", "tun"])  # noqa: E501
     assert r.exit_code == 0, r.output
     flows = [ln for ln in r.output.splitlines() if ln and not ln.startswith("#")]
     assert len(flows) == len(compile_host(seed(), "hv1").bridge("tun").flows)
@@ -268,6 +269,7 @@ def test_vtep_joining_a_network_changes_one_group_and_no_flow() -> None:
 
 def test_pipeline_command_prints_every_declared_table() -> None:
     from click.testing import CliRunner
+
     from ovsflow.cli import main
 
     r = CliRunner().invoke(main, ["pipeline"])

@@ -71,7 +71,7 @@ class FakeSwitch:
         data = b"".join(chunks)
         pos = 0
         while pos < len(data):
-            version, msg_type, length, xid = D.message_header(data[pos:])
+            _version, msg_type, length, xid = D.message_header(data[pos:])
             msg = data[pos:pos + length]
             pos += length
             inner_at = {34: 16, 4: 24}.get(msg_type)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from ovsflow.evaluator import EvaluationError, Host, check_flow, learn_flow
-from ovsflow.flow import Load
 from ovsflow.flow import (
     IN_PORT,
     Bucket,
@@ -15,6 +14,7 @@ from ovsflow.flow import (
     GroupEntry,
     Learn,
     LearnSpec,
+    Load,
     Move,
     Output,
     PopVlan,

@@ -17,18 +17,16 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_properties import MAC_POOL, topologies  # the same random topologies
 
 from ovsflow.compiler import compile_host
 from ovsflow.evaluator import Host, Result
-from ovsflow.flow import Load
-from ovsflow.flow import Output
 from ovsflow.fields import format_mac
+from ovsflow.flow import Load, Output
 from ovsflow.model import load_topology, load_topology_data
 from ovsflow.ofctl import flow_lines
 from ovsflow.packet import BROADCAST, ETH_TYPE_ARP, Frame, mac
 from ovsflow.program import HostProgram
-
-from test_properties import MAC_POOL, topologies  # the same random topologies
 
 DATA = Path(__file__).parent / "data"
 PROTOCOLS = "OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15"

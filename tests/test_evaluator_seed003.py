@@ -15,10 +15,9 @@ import pytest
 
 from ovsflow.compiler import compile_host
 from ovsflow.evaluator import Fabric, FabricResult
-from ovsflow.program import TUNNEL_TYPES
 from ovsflow.model import Topology, load_topology, load_topology_data, read_document
 from ovsflow.packet import BROADCAST, Frame, mac
-from ovsflow.program import COOKIE_LEARNED
+from ovsflow.program import COOKIE_LEARNED, TUNNEL_TYPES
 
 DATA = Path(__file__).parent / "data"
 VARIANTS = ["seed003-vxlan.yaml", "seed003-gre.yaml", "seed003-mixed.yaml"]

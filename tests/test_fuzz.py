@@ -34,7 +34,7 @@ def test_fuzz_benchmark_quick(tmp_path: Path) -> None:
                           cwd=root, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "== fuzz: 2000 generated topologies, 12 categories" in proc.stdout
-    for line in ("tracebacks                                                 0", "accepted invalid                                           0",
+    for line in ("tracebacks                                                 0", "accepted invalid                                           0",  # noqa: E501
                  "other failures                                             0", "throughput (cases/s)", "tried: special_file"):
         assert line in proc.stdout, line
     [result] = list(tmp_path.glob("*-quick.json"))

@@ -28,7 +28,7 @@ def problems(data: object) -> list[str]:
 
 @pytest.mark.parametrize(("where", "value", "expected"), [
     ("vni", dt.date(2001, 12, 14), "t: networks.n.vni: not a value a topology can hold: a date or time (!!timestamp) (2001-12-14)"),
-    ("vni", dt.datetime(2001, 12, 14, 1, 2), "t: networks.n.vni: not a value a topology can hold: a date or time (!!timestamp) (2001-12-14T01:02:00)"),
+    ("vni", dt.datetime(2001, 12, 14, 1, 2), "t: networks.n.vni: not a value a topology can hold: a date or time (!!timestamp) (2001-12-14T01:02:00)"),  # noqa: E501
     ("vni", b"\x00\xff", "t: networks.n.vni: not a value a topology can hold: binary data (!!binary) (b'\\x00\\xff')"),
     ("vni", {3, "a"}, "t: networks.n.vni: not a value a topology can hold: a set (!!set) ({3, \"a\"})"),
     ("vni", 7.0, "t: networks.n.vni: must be of type integer (7.0)"),

@@ -110,11 +110,11 @@ def test_tunnels_per_host_limit_is_a_validation_error() -> None:
     data = {
         "hosts": {f"h{i}": {"vtep": f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}"} for i in range(1, hosts + 1)},
         "networks": {"a": {"vni": 1}, "b": {"vni": 2, "tunnel": "gre"}, "c": {"vni": 3, "tunnel": "geneve"}},
-        "ports": {f"p{i}{n}": {"host": f"h{i}", "network": n, "mac": f"02:00:{i >> 16:02x}:{(i >> 8) & 255:02x}:{i & 255:02x}:0{'abc'.index(n)}"}
+        "ports": {f"p{i}{n}": {"host": f"h{i}", "network": n, "mac": f"02:00:{i >> 16:02x}:{(i >> 8) & 255:02x}:{i & 255:02x}:0{'abc'.index(n)}"}  # noqa: E501
                   for i in range(1, hosts + 1) for n in "abc"},
     }
     with pytest.raises(TopologyError) as exc:
         load_topology_data(data)
     msgs = {p.message for p in exc.value.problems}
-    assert msgs == {f"needs {3 * (hosts - 1)} tunnel ports; at most {len(TUNNEL_OFPORTS)} fit on its tunnel bridge (OpenFlow ports 32768-65279)"}
+    assert msgs == {f"needs {3 * (hosts - 1)} tunnel ports; at most {len(TUNNEL_OFPORTS)} fit on its tunnel bridge (OpenFlow ports 32768-65279)"}  # noqa: E501
     assert len(exc.value.problems) == hosts

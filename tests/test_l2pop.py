@@ -17,11 +17,10 @@ import pytest
 
 from ovsflow.compiler import compile_host
 from ovsflow.evaluator import Fabric, FabricResult
-from ovsflow.program import TUNNEL_TYPES
 from ovsflow.flow import Output
 from ovsflow.model import Topology, load_topology_data, read_document
 from ovsflow.packet import ARP_REPLY, ARP_REQUEST, BROADCAST, ETH_TYPE_ARP, Frame, ipv4, mac
-from ovsflow.program import COOKIE_LEARNED
+from ovsflow.program import COOKIE_LEARNED, TUNNEL_TYPES
 
 DATA = Path(__file__).parent / "data"
 SEED = DATA / "seed003-l2pop.yaml"
@@ -186,6 +185,7 @@ def test_l2pop_entry_wins_over_a_conflicting_learned_entry(seed: Scenario):
     res = seed.unicast("blue1", "blue2")
     assert hops(res) == [("hv1", "192.0.2.12", "vxlan", 101)], \
         f"the learned entry (to hv3) overrode the l2pop entry (to hv2):\n{res.trace}"
+    assert [e.ofport for e in res.tunnel_hops] == [to_hv2], f"\n{res.trace}"
     assert seed.receivers(res) == ["blue2"], f"\n{res.trace}"
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import lab_check_module, lab_name
+
 from ovsflow.lab import lab as labmod
 from ovsflow.lab.exercise import Exercise
 from ovsflow.model import load_topology

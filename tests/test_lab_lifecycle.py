@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import lab_leftovers, lab_name, root_veths
+
 from ovsflow.lab import lab as labmod
 from ovsflow.model import load_topology
 

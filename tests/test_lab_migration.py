@@ -17,8 +17,8 @@ import statistics
 from pathlib import Path
 
 import pytest
-
 from conftest import lab_check_module, lab_name
+
 from ovsflow.lab.check import run_check
 from ovsflow.lab.controller import controlled_lab
 from ovsflow.lab.exercise import Exercise

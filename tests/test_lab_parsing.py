@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (captured tcpdump lines are test data, kept verbatim)
 """Pure parts of the lab: tcpdump text decoding, probe frames, names, underlay prefix."""
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import lab_leftovers, lab_name, root_veths
+
 from ovsflow.lab import lab as labmod
 from ovsflow.lab.capture import capture_during, parse_tunnel_packets
 from ovsflow.model import load_topology

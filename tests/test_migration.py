@@ -16,6 +16,7 @@ import copy
 from dataclasses import dataclass
 
 import pytest
+from test_l2pop import Scenario
 
 from ovsflow import flow as F
 from ovsflow.compiler import compile_host
@@ -25,7 +26,6 @@ from ovsflow.ofctl import flow_lines, group_lines
 from ovsflow.packet import ARP_REPLY, BROADCAST, Frame, ipv4, mac
 from ovsflow.program import COOKIE_LEARNED, HostProgram
 from ovsflow.render import render_script
-from test_l2pop import Scenario
 
 SOURCE = "migration topology"  # the same for before and after: the rendered header names it
 

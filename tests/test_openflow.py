@@ -15,8 +15,8 @@ from ryu.ofproto import ofproto_parser, ofproto_protocol, ofproto_v1_3, ofproto_
 
 from ovsflow import flow as F
 from ovsflow.compiler import compile_all
-from ovsflow.flow import Flow, GroupEntry
 from ovsflow.fields import FIELDS, OXM_OPENFLOW_BASIC
+from ovsflow.flow import Flow, GroupEntry
 from ovsflow.model import load_topology
 from ovsflow.openflow import bundle as B
 from ovsflow.openflow import decode as D

@@ -19,13 +19,13 @@ import pytest
 from ryu.ofproto import ofproto_parser, ofproto_protocol, ofproto_v1_3, ofproto_v1_4
 
 from ovsflow import flow as F
+from ovsflow.compiler import compile_all
+from ovsflow.flow import Flow, GroupEntry
+from ovsflow.model import load_topology
 from ovsflow.openflow import bundle as B
 from ovsflow.openflow import decode as D
 from ovsflow.openflow import encode as E
 from ovsflow.openflow import oracle as R
-from ovsflow.compiler import compile_all
-from ovsflow.flow import Flow, GroupEntry
-from ovsflow.model import load_topology
 from ovsflow.program import COOKIE_STATIC
 
 DATA = Path(__file__).parent / "data"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_properties import check_isolated, load_into_ovs
 
 from ovsflow import flow as F
 from ovsflow.compiler import compile_all
@@ -24,8 +25,6 @@ from ovsflow.model import Topology, load_topology
 from ovsflow.packet import Frame
 from ovsflow.pipeline import Pipelines, pipelines_dir
 from ovsflow.program import HostProgram
-
-from test_properties import check_isolated, load_into_ovs
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPOLOGIES = sorted(ROOT.glob("labs/*/topology.yaml")) + sorted((ROOT / "tests" / "data").glob("*.yaml"))

@@ -8,10 +8,10 @@ import pytest
 
 from ovsflow import flow as F
 from ovsflow import reconcile as RC
-from ovsflow.openflow import encode as R
 from ovsflow.compiler import compile_all
 from ovsflow.flow import Flow, GroupEntry
 from ovsflow.model import load_topology
+from ovsflow.openflow import encode as R
 from ovsflow.program import COOKIE_LEARNED, COOKIE_STATIC
 
 DATA = Path(__file__).parent / "data"

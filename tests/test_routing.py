@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_properties import check_isolated, load_into_ovs, topologies
 
 from ovsflow.compiler import compile_all
 from ovsflow.evaluator import Fabric
@@ -18,8 +19,6 @@ from ovsflow.fields import BROADCAST, mac
 from ovsflow.model import Topology, TopologyError, load_topology_data
 from ovsflow.packet import Frame
 from ovsflow.program import COOKIE_LEARNED
-
-from test_properties import check_isolated, load_into_ovs, topologies
 
 
 @st.composite

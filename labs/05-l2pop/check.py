@@ -4,6 +4,7 @@ flood-and-learn network (red) the same exchange, in the same capture, floods the
 every other VTEP hosting red. An IP the topology does not know still floods in blue."""
 
 import re  # no `from __future__ import annotations`: test_labs loads this file without sys.modules,
+
 # where dataclasses cannot resolve string annotations
 from dataclasses import dataclass, field
 

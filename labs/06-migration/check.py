@@ -48,7 +48,8 @@ class MoveResult:
 
     def __str__(self) -> str:
         return (f"{self.port} {self.src}->{self.dst} ({self.mode}, by {self.how}): ping gap {self.gap_s * 1000:.0f} ms, "
-                f"{self.lost} lost; re-plug {self.replug_s * 1000:.0f} ms, program in place {self.program_s * 1000:.0f} ms after it started; "
+                f"{self.lost} lost; re-plug {self.replug_s * 1000:.0f} ms, "
+                f"program in place {self.program_s * 1000:.0f} ms after it started; "
                 f"programs changed on {','.join(self.changed) or 'no host'}")
 
 

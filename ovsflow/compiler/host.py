@@ -98,7 +98,8 @@ class HostCompiler(TunTables, IntTables, RoutingTables):
             tun_ports.append(PortConfig(t.name, t.ofport, t.type, opts, f"{t.type} tunnel to {t.remote} {t.remote_ip}"))
         int_ports = [PortConfig("patch-tun", PATCH_OFPORT, "patch", (("peer", "patch-int"),), f"patch to {self.host.bridge_tun}")]
         for port in self.ports:
-            int_ports.append(PortConfig(port.iface, self.vm_ofports[port.name], "", (), f"VM port {port.name} ({port.network}, {port.mac})"))
+            comment = f"VM port {port.name} ({port.network}, {port.mac})"
+            int_ports.append(PortConfig(port.iface, self.vm_ofports[port.name], "", (), comment))
         int_ports.sort(key=lambda p: p.ofport)
 
         int_wide, tun_wide = keyed(int_host), keyed(tun_host)

@@ -3,7 +3,7 @@ only its own MAC), switching between local VMs, and the patch to br-tun for ever
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from .. import flow as F
 from ..fields import mac

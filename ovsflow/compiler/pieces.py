@@ -7,9 +7,10 @@ merges sorted parts into a bridge, proving on the way that no two flows share an
 
 from __future__ import annotations
 
+from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass
 from operator import eq, itemgetter
-from typing import Any, Generator, Iterable, Mapping
+from typing import Any
 
 from .. import flow as F
 from ..flow import Flow
@@ -43,7 +44,7 @@ class PieceMemo:
     was used (or carried over with `carry`), so it never grows beyond one topology's worth.
     """
 
-    def __init__(self, previous: "PieceMemo | None" = None) -> None:
+    def __init__(self, previous: PieceMemo | None = None) -> None:
         self._previous = previous._hosts if previous is not None else {}
         self._hosts: dict[str, dict[SortKey, Any]] = {}  # piece key -> NetworkPiece; ("same", name) -> value
 

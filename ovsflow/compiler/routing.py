@@ -17,7 +17,8 @@ port has are dropped, never flooded.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .. import flow as F
 from ..fields import (
@@ -33,8 +34,8 @@ from ..fields import (
 from ..flow import Flow
 from ..graph import PATCH_OFPORT
 from ..model import Network
-from ..routers import Router
 from ..program import COOKIE_STATIC
+from ..routers import Router
 from .facts import HostFacts, vid
 from .pieces import make
 from .tunnel import ARP_REPLY_HEAD, ARP_REPLY_MID, BACK, PRIO_L2POP

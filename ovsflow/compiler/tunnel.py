@@ -6,7 +6,7 @@ its flows.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from .. import flow as F
 from ..fields import (

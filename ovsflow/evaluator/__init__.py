@@ -3,7 +3,8 @@
 It answers what a compiled program *does* (which ports a frame leaves on, with which tunnel key,
 what learn() remembers) without a switch: the tests hold the compiler to it, and trace/verify build
 on it. Modules: results.py (what comes out: egress, trace), tables.py (one bridge's tables,
-matching, checking), host.py (one host's translation, learn()), fabric.py (hosts joined by tunnels). It reads `ovsflow.flow.Flow` values directly:
+matching, checking), host.py (one host's translation, learn()), fabric.py (hosts joined by tunnels).
+It reads `ovsflow.flow.Flow` values directly:
 no text parsing, so it tests the compiler's output, not a printer/parser round trip.
 
 Semantics follow OVS (ofproto-dpif-xlate), restricted to what ovsflow emits:

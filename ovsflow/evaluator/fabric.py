@@ -4,8 +4,8 @@ tunnel it reaches, as the real fabric would carry it."""
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Callable, Iterable
 
 from ..flow import Flow
 from ..packet import Frame

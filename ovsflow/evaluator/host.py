@@ -4,8 +4,8 @@ actions, groups, outputs, learn()), following OVS's ofproto-dpif-xlate as far as
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Iterable
 
 from ..fields import FIELDS
 from ..flow import (
@@ -63,7 +63,7 @@ class Host:
                 if p.type == "patch":
                     self._peers[(b.name, p.ofport)] = self._find_peer(b, p)
 
-    def fork(self) -> "Host":
+    def fork(self) -> Host:
         """A copy to push frames through without changing this host's tables (Bridge.fork)."""
         twin = object.__new__(Host)
         twin.__dict__.update(self.__dict__)

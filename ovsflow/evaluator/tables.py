@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from ..flow import Flow, GroupEntry
 from ..packet import Frame
@@ -81,11 +82,11 @@ class Bridge:
             self.add_flow(f, check)
 
     @classmethod
-    def from_program(cls, bp: BridgeProgram, host: str = "", check: bool = True) -> "Bridge":
+    def from_program(cls, bp: BridgeProgram, host: str = "", check: bool = True) -> Bridge:
         """`check=False` trusts the flows (the compiler checked them against the pipelines)."""
         return cls(bp.name, bp.ports, bp.flows, bp.groups, host=host, check=check)
 
-    def fork(self) -> "Bridge":
+    def fork(self) -> Bridge:
         """A copy whose tables change independently (learn() adds, timeouts remove) at the cost
         of copying lists, not flows. Entries are shared: their counters and last-hit times move
         in both (fine for traces, which neither read counters nor advance the clock)."""

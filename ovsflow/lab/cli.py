@@ -190,7 +190,7 @@ def capture_cmd(name: str, host: str | None, count: int | None, duration: float 
         cmd = capture_command(state, host=host, count=count, write=write, all_traffic=all_traffic,
                               pcap_filter=" ".join(pcap_filter))
     except KeyError as e:
-        raise click.ClickException(str(e.args[0]))
+        raise click.ClickException(str(e.args[0])) from None
     try:
         proc = subprocess.Popen(cmd)
         proc.wait(timeout=duration)

@@ -62,7 +62,7 @@ class RyuManager:
         self.offset = 0
         self.started = 0.0
 
-    def start(self) -> "RyuManager":
+    def start(self) -> RyuManager:
         cmd = [str(RYU_MANAGER), "ovsflow.app", "--ofp-listen-host", self.host, "--ofp-tcp-listen-port", str(self.port)]
         if self.topology is not None:
             cmd += ["--ovsflow-topology", str(self.topology)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import itertools
 import os
 import re
 import shlex
@@ -17,8 +18,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ovsflow.compiler import LEARN_TABLE
 from ovsflow.program import COOKIE_LEARNED
@@ -196,7 +197,7 @@ class Exercise:
 
     def start_ping(self, src: str, dst_ip: str, out: Path, interval: float = 0.01) -> subprocess.Popen:
         """`ping -D -i interval` from VM `src` in the background, its output in `out` (stop_ping)."""
-        fh = open(out, "w")
+        fh = open(out, "w")  # noqa: SIM115 - handed to the ping process, closed by stop_ping
         try:
             return subprocess.Popen(["ip", "netns", "exec", self.state.vms[src]["netns"], "ping", "-n", "-D",
                                      "-i", str(interval), "-W", "1", dst_ip], stdout=fh, stderr=subprocess.STDOUT)
@@ -229,7 +230,7 @@ def ping_gap(text: str) -> float | None:
     times = sorted(t for t, _ in ping_replies(text))
     if len(times) < 2:
         return None
-    return max(b - a for a, b in zip(times, times[1:]))
+    return max(b - a for a, b in itertools.pairwise(times))
 
 
 def main(check: Callable[[Exercise], None], doc: str | None = None) -> None:

@@ -187,8 +187,9 @@ def warm_underlay(state: LabState, log: Log) -> None:
     for host, info in state.hosts.items():
         inst = OvsInstance(host, Path(info["ovs_dir"]), info["netns"])
         for other, oinfo in state.hosts.items():
-            if other != host and macs[other]:
-                inst.appctl("tnl/neigh/set", "br-phy", oinfo["vtep"], macs[other])
+            mac = macs[other]
+            if other != host and mac:
+                inst.appctl("tnl/neigh/set", "br-phy", oinfo["vtep"], mac)
 
 
 def _link_mac(dev: str, netns: str) -> str | None:

@@ -116,7 +116,7 @@ class OvsInstance:
         return f"unix:{self.workdir / (bridge + '.mgmt')}"
 
     # --- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> "OvsInstance":
+    def start(self) -> OvsInstance:
         """Create the database and start both daemons inside the netns (detached)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.db.exists():
@@ -159,7 +159,7 @@ class OvsInstance:
 
     def stop(self) -> None:
         """Ask both daemons to exit, then kill whatever is left via the pidfiles. Idempotent."""
-        for ctl, pidfile, program in (
+        for _ctl, pidfile, program in (
             (self.vswitchd_ctl, self.vswitchd_pidfile, "ovs-vswitchd"),
             (self.ovsdb_ctl, self.ovsdb_pidfile, "ovsdb-server"),
         ):
@@ -216,4 +216,4 @@ def missing_binaries() -> list[str]:
     return missing
 
 
-__all__ = ["OvsInstance", "CommandError", "missing_binaries", "kill_pidfile", "read_pid", "pid_is"]
+__all__ = ["CommandError", "OvsInstance", "kill_pidfile", "missing_binaries", "pid_is", "read_pid"]

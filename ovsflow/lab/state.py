@@ -49,7 +49,7 @@ class LabState:
         os.replace(tmp, self.path)
 
     @classmethod
-    def load(cls, workdir: Path) -> "LabState | None":
+    def load(cls, workdir: Path) -> LabState | None:
         path = Path(workdir) / STATE_FILE
         try:
             data = json.loads(path.read_text())

@@ -32,7 +32,6 @@ from . import netns as ns
 from .ovs import read_pid
 from .state import LabState
 
-
 IPERF_PORT = 5201
 
 

@@ -40,10 +40,12 @@ def _values(values: dict[str, int]) -> str:
 def verify_command(topology: str, live: bool, lab: str | None, host: str | None, max_shown: int) -> None:
     """Prove TOPOLOGY's compiled programs isolate networks, reach every port, loop nowhere and
     flood exactly; or, with --live, that the switches hold exactly that program."""
-    topo = _load(topology)
-    if live or lab or host:  # reading the switches back is not built yet: say so, never guess
-        click.echo("ovsflow: verify --live (--lab, --host) is not implemented yet", err=True)
+    if (lab or host) and not live:
+        click.echo(f"ovsflow verify: {'--lab' if lab else '--host'}: only with --live", err=True)
         sys.exit(EXIT_INVALID)
+    topo = _load(topology)
+    if live:
+        _live(topology, topo, lab, host)
     from .run import verify
 
     res = verify(topo)
@@ -62,3 +64,24 @@ def verify_command(topology: str, live: bool, lab: str | None, host: str | None,
     if len(res.violations) > max_shown:
         click.echo(f"\n... {len(res.violations) - max_shown} more")
     sys.exit(EXIT_VIOLATION)
+
+
+def _live(path: str, topo: Topology, lab: str | None, host: str | None) -> None:
+    """Compare the switches with the program; exits 0 (no drift), 1 (drift) or 2 (cannot read)."""
+    from .live import LiveError, compare_hosts, find_switches, live_text
+
+    try:
+        drifts = compare_hosts(topo, find_switches(topo, lab, host))
+    except LiveError as exc:
+        click.echo(f"ovsflow verify --live: {escape(str(exc))}", err=True)
+        sys.exit(EXIT_INVALID)
+    for line in live_text(drifts).splitlines():
+        click.echo(escape(line))
+    bad = [d for d in drifts if d.drift]
+    hosts = len({d.host for d in drifts})
+    if bad:
+        click.echo(f"{escape(path)}: live: DRIFT on {len(bad)} of {len(drifts)} bridges ({hosts} hosts)")
+        sys.exit(EXIT_VIOLATION)
+    click.echo(f"{escape(path)}: live: no drift: {hosts} hosts, {len(drifts)} bridges, "
+               f"{sum(d.flows for d in drifts)} flows, {sum(d.groups for d in drifts)} groups")
+    sys.exit(0)
