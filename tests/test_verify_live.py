@@ -99,3 +99,30 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
         res = run_cli(topo, *args, env=env)
         assert res.returncode == 2 and "Traceback" not in res.stderr, (args, res.stderr)
         assert len(res.stderr.strip().splitlines()) == 1 and want in res.stderr, (args, res.stderr)
+
+
+@pytest.mark.ovs
+def test_lab_every_host_no_drift_then_drift(lab_base: Path) -> None:
+    """`--lab NAME`: every host of a lab built with the rendered script, read where `trace --live
+    --lab` reads it; a flow deleted on one host is reported there only."""
+    from conftest import lab_leftovers, lab_name
+
+    from ovsflow.lab import lab as labmod
+
+    name = lab_name("vl")
+    try:
+        state = labmod.up(load_topology(SEED003), name)
+        res = run_cli(str(SEED003), "--live", "--lab", name)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "live: no drift: 3 hosts, 6 bridges" in res.stdout, res.stdout
+        ovs = labmod.host_ovs(state, "hv2")
+        program = compile_host(load_topology(SEED003), "hv2")
+        gone = program.bridge("tun").flows[0]
+        ovs.ofctl("--strict", "del-flows", "br-tun", f"table={gone.table},priority={gone.priority},{gone.match_text()}")
+        res = run_cli(str(SEED003), "--live", "--lab", name)
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert "hv2 br-tun: DRIFT: 1 flow(s), 0 group(s) differ" in res.stdout, res.stdout
+        assert [ln.split(":")[0] for ln in res.stdout.splitlines() if "DRIFT:" in ln] == ["hv2 br-tun"], res.stdout
+    finally:
+        labmod.down(name)
+    assert lab_leftovers(name, lab_base)["netns"] == []
