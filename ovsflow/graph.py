@@ -26,8 +26,6 @@ from .limits import TUNNEL_OFPORTS, VM_OFPORTS
 from .model import Network, Port, Topology
 from .routers import Router
 
-TUNNEL_TYPES = ("gre", "vxlan", "geneve")
-
 # OpenFlow port number plan (ofport_request). 1 is the patch port on both bridges; VM ports take
 # VM_OFPORTS on br-int and tunnels TUNNEL_OFPORTS on br-tun (model.py refuses topologies that
 # need more, so the allocators below always find a free value for a validated topology).

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gc
 import ipaddress
-import socket
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from .fields import ip4_int
 from .limits import MAX_LOCAL_VLANS, TUNNEL_OFPORTS, VM_OFPORTS
 from .load import read_document
 from .problems import Problem, TopologyError
@@ -80,14 +80,6 @@ class Topology:
 
 # ---------------------------------------------------------------------------------------------
 # Building the model and the semantic checks
-
-
-def ip4_int(ip: str) -> int:
-    """A dotted-quad IPv4 address as an integer (ipaddress.IPv4Address(ip) for anything else)."""
-    try:
-        return int.from_bytes(socket.inet_pton(socket.AF_INET, ip), "big")
-    except OSError:
-        return int(ipaddress.IPv4Address(ip))
 
 
 def default_iface(port_name: str) -> str:

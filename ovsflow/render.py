@@ -33,9 +33,9 @@ from .graph import TopologyGraph
 from .model import Topology, gc_paused
 from .ofctl import STATIC_COOKIE_TEXT, flow_lines
 from .problems import escape
-from .program import BridgeProgram, HostProgram
+from .program import OPENFLOW_VERSIONS, BridgeProgram, HostProgram
 
-PROTOCOLS = "OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15"
+PROTOCOLS = ",".join(OPENFLOW_VERSIONS)
 OWNER_KEY = "ovsflow-bridge"  # Interface external_ids key marking ports ovsflow created
 
 

@@ -24,7 +24,7 @@ from ovsflow.compiler import compile_host
 from ovsflow.lab.controller import RyuManager, free_port
 from ovsflow.model import load_topology
 from ovsflow.ofctl import flow_file
-from ovsflow.program import COOKIE_LEARNED, COOKIE_STATIC
+from ovsflow.program import COOKIE_LEARNED, COOKIE_STATIC, OPENFLOW_VERSIONS
 
 DATA = Path(__file__).parent / "data"
 
@@ -95,7 +95,7 @@ def test_file_changes_are_seen_without_polling(controller_factory, tmp_path: Pat
 # with a real switch
 
 
-def make_bridges(ovs, program, port: int, protocols: str = "OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15") -> None:
+def make_bridges(ovs, program, port: int, protocols: str = ",".join(OPENFLOW_VERSIONS)) -> None:
     """br-int/br-tun as render/lab create them, pointed at the controller before any flow exists."""
     for b in program.bridges:
         ovs.vsctl(

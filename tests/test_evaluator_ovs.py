@@ -26,10 +26,10 @@ from ovsflow.flow import Load, Output
 from ovsflow.model import load_topology, load_topology_data
 from ovsflow.ofctl import flow_lines
 from ovsflow.packet import BROADCAST, ETH_TYPE_ARP, Frame, mac
-from ovsflow.program import HostProgram
+from ovsflow.program import OPENFLOW_VERSIONS, HostProgram
 
 DATA = Path(__file__).parent / "data"
-PROTOCOLS = "OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15"
+PROTOCOLS = ",".join(OPENFLOW_VERSIONS)
 
 pytestmark = pytest.mark.ovs
 

@@ -25,7 +25,7 @@ from ovsflow.evaluator import Fabric, FabricResult
 from ovsflow.model import Topology, load_topology_data
 from ovsflow.ofctl import flow_lines
 from ovsflow.packet import BROADCAST, Frame
-from ovsflow.program import HostProgram
+from ovsflow.program import OPENFLOW_VERSIONS, HostProgram
 
 TUNNELS = ["vxlan", "gre", "geneve"]
 MAC_POOL = [f"02:00:00:00:00:{i:02x}" for i in range(1, 9)]
@@ -146,7 +146,7 @@ def test_strategy_makes_overlapping_networks() -> None:
 # ---------------------------------------------------------------------------------------------
 # Every rendered program loads into real OVS.
 
-PROTOCOLS = "OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15"
+PROTOCOLS = ",".join(OPENFLOW_VERSIONS)
 
 
 def load_into_ovs(ovs, program: HostProgram, workdir: Path) -> None:

@@ -15,6 +15,7 @@ import signal
 import time
 from pathlib import Path
 
+from ..program import OPENFLOW_VERSIONS
 from .netns import CommandError, run
 
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
@@ -199,7 +200,7 @@ class OvsInstance:
         """A bridge on the userspace datapath, with the protocols bundles need (docs/facts.md)."""
         self.vsctl(
             "--may-exist", "add-br", bridge, "--", "set", "bridge", bridge,
-            f"datapath_type={datapath_type}", "protocols=OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15",
+            f"datapath_type={datapath_type}", "protocols=" + ",".join(OPENFLOW_VERSIONS),
         )
 
     def __repr__(self) -> str:
