@@ -21,9 +21,9 @@ from typing import Any
 from ..compiler import PieceMemo, compile_host
 from ..flow import Flow, GroupEntry
 from ..graph import PATCH_OFPORT, Allocation, TopologyGraph
-from ..program import TUNNEL_TYPES
 from ..model import load_topology
 from ..openflow.encode import Encoder, canonical_group
+from ..program import TUNNEL_TYPES
 
 Part = tuple[Flow, ...]
 
