@@ -6,29 +6,19 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
 from . import __version__
-from .model import Topology, TopologyError, load_topology
+from .cli_io import EXIT_INVALID, fail, load_or_exit
 from .problems import escape
 
-EXIT_INVALID = 2
+_load = load_or_exit
 
 
-def _load(path: str) -> Topology:
-    try:
-        return load_topology(path)
-    except TopologyError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        sys.exit(EXIT_INVALID)
-
-
-def _fail(message: str, code: int = EXIT_INVALID) -> None:
-    """One line on stderr: names in `message` may come from the command line or the file."""
-    click.echo(f"ovsflow: {escape(message)}", err=True)
-    sys.exit(code)
+def _fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
+    fail("ovsflow", message, code)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -5,30 +5,22 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import NoReturn
 
 import click
 
+from .cli_io import EXIT_INVALID, load_or_exit
+from .cli_io import fail as cli_fail
 from .evaluator import EvaluationError
-from .model import Topology, TopologyError, load_topology
-from .problems import escape
 from .trace import Request, TraceError, Tracer
 from .trace_format import to_json, to_text
 
-EXIT_INVALID = 2
+
+def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
+    cli_fail("ovsflow trace", message, code)
 
 
-def fail(message: str, code: int = EXIT_INVALID) -> None:
-    click.echo(f"ovsflow trace: {escape(message)}", err=True)
-    sys.exit(code)
-
-
-def load(path: str) -> Topology:
-    try:
-        return load_topology(path)
-    except TopologyError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        sys.exit(EXIT_INVALID)
+load = load_or_exit
 
 
 def _l4(option: str, text: str) -> int:

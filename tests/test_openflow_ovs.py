@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 from ryu.ofproto import ofproto_parser, ofproto_protocol, ofproto_v1_3, ofproto_v1_4
+from test_openflow import hand_made  # the same hand-made flows and groups the byte-level tests use
 
-from ovsflow import flow as F
 from ovsflow.compiler import compile_all
 from ovsflow.flow import Flow, GroupEntry
 from ovsflow.model import load_topology
@@ -26,7 +26,6 @@ from ovsflow.openflow import bundle as B
 from ovsflow.openflow import decode as D
 from ovsflow.openflow import encode as E
 from ovsflow.openflow import oracle as R
-from ovsflow.program import COOKIE_STATIC
 
 DATA = Path(__file__).parent / "data"
 TOPOLOGIES = ["seed003-vxlan.yaml", "seed003-gre.yaml", "seed003-mixed.yaml", "seed003-l2pop.yaml"]
@@ -144,26 +143,6 @@ def dump(ovs, bridge: str) -> tuple[list[str], list[str]]:
     flows = sorted(ovs.dump_flows(bridge))
     groups = ovs.ofctl("dump-groups", ovs.mgmt(bridge)).splitlines()
     return flows, sorted(g.strip() for g in groups if "reply" not in g)
-
-
-def hand_made() -> tuple[list[Flow], list[GroupEntry]]:
-    """What the compiler does not emit on these topologies: groups, ARP responder moves, masks."""
-    group = GroupEntry(7, "all", (
-        F.Bucket((F.SetField("tun_id", 0x65), F.Output(9))),
-        F.Bucket((F.SetField("tun_id", 0x65), F.Output(10))),
-    ))
-    arp = Flow.make(
-        21, 1, {"dl_vlan": 5, "dl_type": 0x0806, "arp_op": 1, "arp_tpa": 0xC6336401},
-        [F.Move("dl_src", "dl_dst"), F.SetField("eth_src", 0x020000000102), F.SetField("arp_op", 2),
-         F.Move("arp_sha", "arp_tha"), F.Move("arp_spa", "arp_tpa"),
-         F.SetField("arp_sha", 0x020000000102), F.SetField("arp_spa", 0xC6336401),
-         F.PopVlan(), F.Output(F.IN_PORT)],
-        cookie=COOKIE_STATIC,
-    )
-    flood = Flow.make(22, 2, {"dl_vlan": 5}, [F.PopVlan(), F.Group(7)], cookie=COOKIE_STATIC)
-    masked = Flow.make(2, 3, {"tun_id": (0x100, 0xF00), "vlan_tci": (0x1000, 0x1000)}, [F.GotoTable(20)],
-                       cookie=COOKIE_STATIC, hard_timeout=30, idle_timeout=10)
-    return [arp, flood, masked], [group]
 
 
 # ------------------------------------------------------------------------------------------------
