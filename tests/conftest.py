@@ -12,6 +12,7 @@ contains SESSION_ROOT.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import itertools
@@ -22,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -181,6 +183,20 @@ def lab_check_module(lab_dir: Path):
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@contextlib.contextmanager
+def running_lab(lab_dir: Path, name: str) -> Iterator[Any]:
+    """labs/<lab_dir>/topology.yaml up under `name` as an Exercise; down again even if the test fails."""
+    from ovsflow.lab import lab as labmod
+    from ovsflow.lab.exercise import Exercise
+    from ovsflow.model import load_topology
+
+    try:
+        state = labmod.up(load_topology(lab_dir / "topology.yaml"), name)
+        yield Exercise(state, echo=print)
+    finally:
+        labmod.down(name)
 
 
 def lab_name(kind: str) -> str:

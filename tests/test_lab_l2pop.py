@@ -11,11 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import lab_check_module, lab_name
+from conftest import lab_check_module, lab_name, running_lab
 
-from ovsflow.lab import lab as labmod
 from ovsflow.lab.exercise import Exercise
-from ovsflow.model import load_topology
 
 pytestmark = pytest.mark.ovs
 
@@ -31,11 +29,8 @@ def lab_module():
 
 @pytest.fixture(scope="module")
 def lab(lab_base: Path):
-    try:
-        state = labmod.up(load_topology(LAB / "topology.yaml"), NAME)
-        yield Exercise(state, echo=print)
-    finally:
-        labmod.down(NAME)
+    with running_lab(LAB, NAME) as exercise:
+        yield exercise
 
 
 @pytest.fixture(scope="module")

@@ -18,11 +18,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import lab_check_module, lab_name
+from conftest import lab_check_module, lab_name, running_lab
 from test_app_lab import CTL_IP, CTL_PORT, Live, apply_edit
 
 from ovsflow.compiler import compile_host
-from ovsflow.lab import lab as labmod
 from ovsflow.lab.check import format_matrix, run_check
 from ovsflow.lab.controller import controlled_lab
 from ovsflow.lab.exercise import Exercise, ping_gap, ping_replies
@@ -42,11 +41,8 @@ def lab_module():
 
 @pytest.fixture(scope="module")
 def lab(lab_base: Path):
-    try:
-        state = labmod.up(load_topology(LAB / "topology.yaml"), NAME)
-        yield Exercise(state, echo=print)
-    finally:
-        labmod.down(NAME)
+    with running_lab(LAB, NAME) as exercise:
+        yield exercise
 
 
 # -- part 1: real packets through lab 07 -----------------------------------------------------------
