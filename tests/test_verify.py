@@ -100,3 +100,14 @@ def test_verify_benchmark_quick(tmp_path: Path) -> None:
     [row] = json.loads(result.read_text())["rows"]
     assert row["benchmark"] == "verify" and row["figures"]["violations"] == 0
     assert row["raw"]["hosts"] == row["raw"]["all_hosts"] == 5 and row["figures"]["header classes per host"] > 0
+
+
+def test_parallel_hosts_give_the_serial_result() -> None:
+    """`workers=2` (forked processes, hosts in order) reports exactly what one process does."""
+    from bench.synth import synthetic
+    from ovsflow.model import load_topology_data
+
+    for topo in (load_topology_data(synthetic(5, 10, 60), "synth"), load_topology(ROOT / "tests" / "data" / "routed.yaml")):
+        one, two = verify(topo, replay=False), verify(topo, replay=False, workers=2)
+        assert (one.hosts, one.flows, one.classes, one.exits) == (two.hosts, two.flows, two.classes, two.exits)
+        assert one.violations == two.violations and len(two.per_host) == two.hosts == len(topo.hosts)

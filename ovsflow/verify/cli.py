@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -36,8 +37,11 @@ def _values(values: dict[str, int]) -> str:
 @click.option("--lab", "lab", metavar="NAME", help="With --live: the lab whose switches to read (ovsflow lab up --name).")
 @click.option("--host", "host", metavar="NAME", help="With --live outside a lab: the host whose program the local OVS "
               "(OVS_RUNDIR) should hold.")
+@click.option("--jobs", "jobs", type=click.IntRange(1, 64), default=None, metavar="N",
+              help="Hosts verified in N processes at once (default: the CPUs available).")
 @click.option("--max-shown", default=20, show_default=True, help="Violations printed in full (with their trace).")
-def verify_command(topology: str, live: bool, lab: str | None, host: str | None, max_shown: int) -> None:
+def verify_command(topology: str, live: bool, lab: str | None, host: str | None, jobs: int | None,
+                   max_shown: int) -> None:
     """Prove TOPOLOGY's compiled programs isolate networks, reach every port, loop nowhere and
     flood exactly; or, with --live, that the switches hold exactly that program."""
     if (lab or host) and not live:
@@ -48,7 +52,7 @@ def verify_command(topology: str, live: bool, lab: str | None, host: str | None,
         _live(topology, topo, lab, host)
     from .run import verify
 
-    res = verify(topo)
+    res = verify(topo, workers=jobs or len(os.sched_getaffinity(0)))
     if res.ok:
         click.echo(f"{escape(topology)}: verified: {res.hosts} hosts, {res.flows} flows, {res.classes} header classes "
                    f"explored, {res.exits} exits checked in {res.seconds:.2f} s")
