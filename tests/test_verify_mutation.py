@@ -8,14 +8,13 @@ import random
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_properties import topologies
+from test_routing import routed_topologies
 
 from ovsflow.compiler import compile_all
 from ovsflow.model import load_topology_data
 from ovsflow.verify import verify
 from ovsflow.verify.mutants import MUTATORS, forwarding
-
-from test_properties import topologies
-from test_routing import routed_topologies
 
 
 def test_mutation_score_and_no_false_alarms() -> None:

@@ -7,20 +7,12 @@ import sys
 
 import click
 
+from ..cli_io import EXIT_VIOLATION, fail, load_or_exit
 from ..fields import FIELDS, format_value
-from ..model import Topology, TopologyError, load_topology
+from ..model import Topology
 from ..problems import escape
 
-EXIT_VIOLATION, EXIT_INVALID = 1, 2
-
-
-def _load(path: str) -> Topology:
-    try:
-        return load_topology(path)
-    except TopologyError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        sys.exit(EXIT_INVALID)
+_load = load_or_exit
 
 
 def _values(values: dict[str, int]) -> str:
@@ -45,8 +37,7 @@ def verify_command(topology: str, live: bool, lab: str | None, host: str | None,
     """Prove TOPOLOGY's compiled programs isolate networks, reach every port, loop nowhere and
     flood exactly; or, with --live, that the switches hold exactly that program."""
     if (lab or host) and not live:
-        click.echo(f"ovsflow verify: {'--lab' if lab else '--host'}: only with --live", err=True)
-        sys.exit(EXIT_INVALID)
+        fail("ovsflow verify", f"{'--lab' if lab else '--host'}: only with --live")
     topo = _load(topology)
     if live:
         _live(topology, topo, lab, host)
@@ -77,8 +68,7 @@ def _live(path: str, topo: Topology, lab: str | None, host: str | None) -> None:
     try:
         drifts = compare_hosts(topo, find_switches(topo, lab, host))
     except LiveError as exc:
-        click.echo(f"ovsflow verify --live: {escape(str(exc))}", err=True)
-        sys.exit(EXIT_INVALID)
+        fail("ovsflow verify --live", str(exc))
     for line in live_text(drifts).splitlines():
         click.echo(escape(line))
     bad = [d for d in drifts if d.drift]
