@@ -10,7 +10,6 @@ the switch must be empty. This is what lets the other evaluator tests stand in f
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,12 +20,12 @@ from test_properties import MAC_POOL, topologies  # the same random topologies
 
 from ovsflow.compiler import compile_host
 from ovsflow.evaluator import Host, Result
-from ovsflow.fields import format_mac
 from ovsflow.flow import Load, Output
 from ovsflow.model import load_topology, load_topology_data
 from ovsflow.ofctl import flow_lines
-from ovsflow.packet import BROADCAST, ETH_TYPE_ARP, Frame, mac
+from ovsflow.packet import BROADCAST, Frame, mac
 from ovsflow.program import OPENFLOW_VERSIONS, HostProgram
+from ovsflow.trace_live import flow_spec, parse_ofproto_trace
 
 DATA = Path(__file__).parent / "data"
 PROTOCOLS = ",".join(OPENFLOW_VERSIONS)
@@ -59,61 +58,11 @@ def load(ovs, program: HostProgram) -> None:
         assert {p.ofport for p in b.ports} <= got, f"OVS did not grant the requested ofports: {got}"
 
 
-def trace_spec(frame: Frame, in_port: int) -> str:
-    parts = [f"in_port={in_port}"]
-    if frame.tun_id:
-        parts.append(f"tun_id={frame.tun_id:#x}")
-    parts += [f"dl_src={format_mac(frame.eth_src)}", f"dl_dst={format_mac(frame.eth_dst)}"]
-    if frame.vlan is not None:
-        parts.append(f"vlan_tci={0x1000 | frame.vlan:#06x}")
-    parts.append(f"dl_type={frame.ethertype:#06x}")
-    if frame.ethertype == ETH_TYPE_ARP:
-        for name in ("arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha"):
-            v = frame.get(name) or 0
-            text = format_mac(v) if name in ("arp_sha", "arp_tha") else (
-                str(v) if name == "arp_op" else ".".join(str(v >> s & 255) for s in (24, 16, 8, 0)))
-            parts.append(f"{name}={text}")
-    return ",".join(parts)
-
-
-HEADER = re.compile(r'^(\s*)bridge\("([^"]+)"\)')
-TABLE = re.compile(r"^(\s*)(\d+)\. (.*)$")
-OUTPUT = re.compile(r"^(\s*)output:(\d+)$")
-
-
-def parse_trace(text: str, patch_ports: dict[str, set[int]]):
-    """(bridge, table, priority|None) per lookup and (bridge, port) per real output, in order."""
-    stack: list[tuple[int, str]] = []
-    hits, outs = [], []
-    lines = text.splitlines()
-
-    def bridge_at(indent: int) -> str:
-        while stack and stack[-1][0] > indent:
-            stack.pop()
-        return stack[-1][1]
-
-    for i, line in enumerate(lines):
-        if line.startswith(("Final flow", "Datapath actions", "Megaflow")):
-            break
-        if m := HEADER.match(line):
-            indent = len(m.group(1))
-            while stack and stack[-1][0] >= indent:
-                stack.pop()
-            stack.append((indent, m.group(2)))
-        elif m := TABLE.match(line):
-            b = bridge_at(len(m.group(1)))
-            rest = m.group(3)
-            if rest.startswith("No match"):
-                hits.append((b, int(m.group(2)), None))
-            else:
-                hits.append((b, int(m.group(2)), int(re.search(r"priority (\d+)", rest).group(1))))
-        elif m := OUTPUT.match(line):
-            b = bridge_at(len(m.group(1)))
-            port = int(m.group(2))
-            skipped = i + 1 < len(lines) and "skipping output to input port" in lines[i + 1]
-            if not skipped and port not in patch_ports[b]:
-                outs.append((b, port))
-    return hits, outs
+def parse_trace(text: str, patch_ports: dict[str, set[int]], in_port: int, tun_id: int):
+    """(bridge, table, priority|None) per lookup and (bridge, port) per real output, in order: the
+    package's ofproto/trace reader (ovsflow trace --live uses it), keys left out."""
+    hits, outs = parse_ofproto_trace(text, patch_ports, {b: set() for b in patch_ports}, in_port, tun_id)
+    return hits, [(b, port) for b, port, _ in outs]
 
 
 def evaluator_view(r: Result):
@@ -161,8 +110,8 @@ def test_evaluator_agrees_with_ofproto_trace(ovs, variant: str):
         if name in keys:
             frame = replace(frame, tun_id=keys[name])
         mine = evaluator_view(host.inject_ofport(bridge, in_port, frame))
-        text = ovs.appctl("ofproto/trace", bridge, trace_spec(frame, in_port), "-generate")
-        theirs = parse_trace(text, patch)
+        text = ovs.appctl("ofproto/trace", bridge, flow_spec(frame, in_port), "-generate")
+        theirs = parse_trace(text, patch, in_port, frame.tun_id)
         assert mine == theirs, f"{name}: evaluator {mine}\nOVS {theirs}\n{text}"
         assert theirs[0], f"{name}: parsed no table lookups from\n{text}"
 
@@ -185,8 +134,8 @@ def test_evaluator_agrees_with_ofproto_trace(ovs, variant: str):
 def compare(ovs, host: Host, patch: dict[str, set[int]], bridge: str, in_port: int, frame: Frame,
             what: str) -> None:
     mine = evaluator_view(host.inject_ofport(bridge, in_port, frame))
-    text = ovs.appctl("ofproto/trace", bridge, trace_spec(frame, in_port), "-generate")
-    theirs = parse_trace(text, patch)
+    text = ovs.appctl("ofproto/trace", bridge, flow_spec(frame, in_port), "-generate")
+    theirs = parse_trace(text, patch, in_port, frame.tun_id)
     assert theirs[0], f"{what}: parsed no table lookups from\n{text}"
     assert mine == theirs, f"{what}: evaluator {mine}\nOVS {theirs}\n{text}"
 
