@@ -52,7 +52,7 @@ from ryu.controller.handler import (  # noqa: E402
 from ryu.lib import hub  # noqa: E402
 from ryu.ofproto import ofproto_v1_3, ofproto_v1_4  # noqa: E402
 
-from .controller.core import DEFAULT_COMPILE_AHEAD, Core, Job, Moves, one_line  # noqa: E402
+from .controller.core import DEFAULT_COMPILE_AHEAD, Core, Job, Moves  # noqa: E402
 from .controller.tap import ReplyTap  # noqa: E402
 from .controller.watch import TopologyWatch  # noqa: E402
 from .filewatch import DirWatch  # noqa: E402
@@ -89,6 +89,10 @@ class OvsflowApp(app_manager.RyuApp):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if getattr(cfg.CONF, "ovsflow_log_json", False):
+            from .logjson import install
+
+            install()
         path = topology_path()
         budget = getattr(cfg.CONF, "ovsflow_compile_ahead", DEFAULT_COMPILE_AHEAD)
         self.core = Core(path, time.monotonic, budget)
@@ -116,6 +120,9 @@ class OvsflowApp(app_manager.RyuApp):
 
     def start(self) -> Any:
         thread = super().start()
+        port = getattr(cfg.CONF, "ovsflow_metrics_port", 0) or 0
+        if port:
+            self.threads.append(self._serve_metrics(getattr(cfg.CONF, "ovsflow_metrics_address", "127.0.0.1"), port))
         if self.watch is not None:
             self.threads.append(hub.spawn(self._watch))
             self.threads.append(hub.spawn(self._warm))
@@ -123,6 +130,18 @@ class OvsflowApp(app_manager.RyuApp):
             if audit > 0:
                 self.threads.append(hub.spawn(self._audit, audit))
         return thread
+
+    def _serve_metrics(self, address: str, port: int) -> Any:
+        """Prometheus' text format at http://ADDRESS:PORT/metrics (any path), in a green thread."""
+        import eventlet
+        import eventlet.wsgi
+        from prometheus_client import make_wsgi_app
+
+        from .metrics import registry
+
+        sock = eventlet.listen((address, port))
+        LOG.info("ovsflow: metrics on http://%s:%d/metrics", address, sock.getsockname()[1])
+        return hub.spawn(eventlet.wsgi.server, sock, make_wsgi_app(registry(self.core)), log_output=False)
 
     # --- topology -------------------------------------------------------------------------------
     def reload(self, why: str) -> bool:
@@ -207,18 +226,25 @@ class OvsflowApp(app_manager.RyuApp):
             ports = {_port_name(p.name): p.port_no for p in (dp.ports or {}).values()}  # port-desc, before MAIN
             label = self.core.connected(dp.id, dp, dp.ofproto.OFP_VERSION, ports)
             version = {ofproto_v1_3.OFP_VERSION: "1.3", ofproto_v1_4.OFP_VERSION: "1.4"}.get(dp.ofproto.OFP_VERSION)
-            LOG.info("ovsflow: switch %016x (%s) connected from %s, OpenFlow %s", dp.id, label, dp.address, version)
+            LOG.info("ovsflow: switch %016x (%s) connected from %s, OpenFlow %s", dp.id, label, dp.address, version,
+                     extra={"event": "switch_connected", "dpid": f"{dp.id:016x}", "switch": label})
             if label != "not in topology":
                 self._tap(dp)
             hub.spawn(self._reconcile_safe, dp, "connect")
         elif self.core.disconnected(dp.id, dp):  # the switch's current connection went down
             del self.datapaths[dp.id]
             self.taps.pop(dp.id, None)
-            LOG.info("ovsflow: switch %016x disconnected", dp.id)
+            label = self._label(dp.id)
+            LOG.warning("ovsflow: switch %016x disconnected (%s)", dp.id, label,
+                        extra={"event": "switch_lost", "dpid": f"{dp.id:016x}", "switch": label})
             for (dpid, _), w in list(self.waiters.items()):
                 if dpid == dp.id:
                     w.error = "switch disconnected"
                     w.event.set()
+
+    def _label(self, dpid: int) -> str:
+        programs = self.core.programs
+        return programs.label(dpid) if programs is not None and dpid in programs.where else "not in topology"
 
     def _tap(self, dp: Any) -> None:
         """Read this connection's replies to ovsflow's own requests as bytes (controller.tap)."""
@@ -300,7 +326,7 @@ class OvsflowApp(app_manager.RyuApp):
         try:
             self.reconcile(dp, why, moves)
         except Exception as exc:
-            LOG.error("ovsflow: switch %016x: reconcile (%s) failed: %s", dp.id, why, one_line(exc))
+            self.core.failed(dp.id, why, exc)
 
     def reconcile(self, dp: Any, why: str, moves: Moves | None = None) -> None:
         """Make switch `dp` hold its target, one reconcile per switch at a time."""

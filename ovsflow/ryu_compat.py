@@ -61,6 +61,12 @@ def _opts() -> list:
                      help="seconds between full read-back checks of every connected switch (0: never). "
                           "Updates are sent as the difference from the program the switch last "
                           "confirmed; an audit also repairs flows changed behind ovsflow's back"),
+        cfg.IntOpt("ovsflow-metrics-port", default=0,
+                   help="serve Prometheus metrics over HTTP on this port (0: off); see ovsflow.metrics"),
+        cfg.StrOpt("ovsflow-metrics-address", default="127.0.0.1",
+                   help="address the metrics endpoint binds to (default loopback only)"),
+        cfg.BoolOpt("ovsflow-log-json", default=False,
+                    help="log one JSON object per event (journald/Loki) instead of human lines"),
     ]
 
 

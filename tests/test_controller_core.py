@@ -354,5 +354,86 @@ def test_core_codec_and_watch_import_neither_ryu_nor_eventlet() -> None:
     import sys
 
     code = ("import sys, ovsflow.controller.core, ovsflow.controller.tap, ovsflow.controller.watch; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'ryu', 'eventlet'}))")
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'ryu', 'eventlet', 'prometheus_client'}))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_the_core_counts_what_it_did_and_the_metrics_show_it(topo: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 17: every number the Prometheus endpoint exports is counted here, by the core, and
+    moves exactly as the events it counts: connects, bundles and their flow-/group-mods, reloads
+    accepted and refused, moved VMs, audit drift (a warning), latency from change to barrier."""
+    from ovsflow.metrics import exposition, parse
+
+    core, clock = started(topo)
+    core.wall = lambda: 5_000.0 + clock.t  # type: ignore[method-assign]
+    st = core.stats
+    assert (st.reloads_accepted, st.reloads_refused, st.bundles, st.flow_mods, st.connects) == (1, 0, 0, 0, 0)
+    sws = {h: switches(core, h) for h in ("hv1", "hv2", "hv3")}
+    for pair in sws.values():
+        for sw in pair:
+            conn = object()
+            core.connected(sw.dpid, conn, sw.version)  # type: ignore[arg-type]
+            clock.t += 0.25  # the switch dumps its (empty) tables meanwhile
+            reconcile(core, sw, conn)
+    n_flows = sum(len(sw.flow_mods) for pair in sws.values() for sw in pair)
+    n_groups = sum(len(sw.groups) for pair in sws.values() for sw in pair)
+    assert (st.connects, st.bundles, st.flow_mods, st.group_mods) == (6, 6, n_flows, n_groups)
+    assert st.update_latency["connect"].count == 6 and st.update_latency["connect"].sum == pytest.approx(6 * 0.25)
+    m = parse(exposition(core))
+    hv1_int = f"{sws['hv1'][0].dpid:016x}"
+    labels = (("bridge", "br-int"), ("dpid", hv1_int), ("host", "hv1"))
+    assert m[("ovsflow_switches_connected", ())] == 6
+    assert m[("ovsflow_switch_up", labels)] == 1
+    assert m[("ovsflow_switch_program_flows", labels)] == len(core.programs.target(sws["hv1"][0].dpid).flows)  # type: ignore[union-attr]
+    assert m[("ovsflow_switch_last_sync_timestamp_seconds", labels)] == 5_000.0 + 1000.25  # the first one synced
+    assert m[("ovsflow_flow_mods_total", ())] == n_flows and m[("ovsflow_bundles_total", ())] == 6
+    assert m[("ovsflow_update_latency_seconds_count", (("trigger", "connect"),))] == 6
+    assert m[("ovsflow_update_latency_seconds_bucket", (("le", "0.25"), ("trigger", "connect")))] == 6
+    assert m[("ovsflow_update_latency_seconds_bucket", (("le", "0.1"), ("trigger", "connect")))] == 0
+    assert m[("ovsflow_reloads_total", (("result", "accepted"),))] == 1
+    # a refused reload: counted, nothing sent
+    good = topo.read_text()
+    topo.write_text(good.replace("vni: 101", "vni: 0"))
+    assert core.reload("file change") is None
+    assert (st.reloads_accepted, st.reloads_refused, st.bundles) == (1, 1, 6)
+    # a VM moves: one reload, one moved VM, bundles only to the switches that changed; latency from the reload
+    topo.write_text(good.replace("blue2: {host: hv2", "blue2: {host: hv3"))
+    t_reload = clock.t
+    updates = core.reload("file change")
+    assert updates is not None and st.reloads_accepted == 2 and st.moved_vms == 1
+    before = st.flow_mods
+    for pair in sws.values():
+        for s in pair:
+            s.flow_mods.clear()
+    for u in updates:
+        clock.t += 0.004
+        sw = next(s for pair in sws.values() for s in pair if s.dpid == u.dpid)
+        reconcile(core, sw, u.conn, "file change", u.moves)
+        assert st.last_sync[u.dpid] == 5_000.0 + clock.t
+    assert st.bundles == 6 + len(updates)
+    assert st.flow_mods - before == sum(len(s.flow_mods) for pair in sws.values() for s in pair)
+    h = st.update_latency["reload"]
+    assert h.count == len(updates) and h.sum == pytest.approx(sum(0.004 * (i + 1) for i in range(len(updates))))
+    assert clock.t - t_reload == pytest.approx(0.004 * len(updates))
+    # an audit of a switch in sync: counted, no drift; then drift behind its back: a warning, counted
+    tun = sws["hv1"][1]
+    reconcile(core, tun, core.switches[tun.dpid].conn, "audit")
+    assert (st.audits, st.audit_drift) == (1, 0)
+    target = core.programs.target(tun.dpid)  # type: ignore[union-attr]
+    lost = target.flows[0]
+    del tun.flows[(lost.table, lost.priority, lost.match)]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="ovsflow.app"):
+        reconcile(core, tun, core.switches[tun.dpid].conn, "audit")
+    assert (st.audits, st.audit_drift, st.audit_drift_changes) == (2, 1, 1)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        f"ovsflow: switch {tun.dpid:016x} (hv1/br-tun): audit found drift, repaired: added=1 "), warnings
+    # a lost switch: the gauge and the counter say so
+    assert core.disconnected(tun.dpid, core.switches[tun.dpid].conn)
+    m = parse(exposition(core))
+    assert m[("ovsflow_switches_connected", ())] == 5 and m[("ovsflow_switch_disconnects_total", ())] == 1
+    tun_labels = (("bridge", "br-tun"), ("dpid", f"{tun.dpid:016x}"), ("host", "hv1"))
+    assert m[("ovsflow_switch_up", tun_labels)] == 0
+    assert m[("ovsflow_reloads_total", (("result", "refused"),))] == 1 and m[("ovsflow_moved_vms_total", ())] == 1
+    assert m[("ovsflow_audit_drift_total", ())] == 1 and m[("ovsflow_compile_seconds_count", (("stage", "reload"),))] == 2

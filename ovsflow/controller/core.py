@@ -14,6 +14,7 @@ connection confirmed an earlier target, diffs the two targets without reading an
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -32,6 +33,7 @@ from ..openflow.encode import (
 )
 from ..program import COOKIE_BASE, COOKIE_LEARNED, COOKIE_MASK
 from .programs import Programs, Target
+from .stats import Stats, SwitchRow
 
 LOG = logging.getLogger("ovsflow.app")
 SEND_CHUNK = 1 << 20  # bytes of a bundle handed to the shell at once
@@ -52,6 +54,7 @@ class Switch:
     conn: Hashable  # the shell's connection object: a reconnect is a new one
     version: int
     confirmed: Target | None = None  # what this connection confirmed last (bundle + barrier, no error)
+    pending_since: float | None = None  # clock() of the oldest change not yet confirmed (connect, reload)
 
 
 @dataclass(frozen=True)
@@ -64,9 +67,12 @@ class Update:
 
 
 class Core:
-    def __init__(self, path: str | None, clock: Callable[[], float], compile_ahead: int = DEFAULT_COMPILE_AHEAD) -> None:
+    def __init__(self, path: str | None, clock: Callable[[], float], compile_ahead: int = DEFAULT_COMPILE_AHEAD,
+                 wall: Callable[[], float] = time.time) -> None:
         self.path = path
         self.clock = clock
+        self.wall = wall  # only for the "last in sync" times the metrics show (Unix seconds)
+        self.stats = Stats()
         self.compile_ahead_budget = compile_ahead
         self.programs: Programs | None = None
         self.switches: dict[int, Switch] = {}
@@ -87,7 +93,8 @@ class Core:
         ports (name -> number, from port-desc), which the numbering memory takes as they are
         (Programs.remember_ports): after a controller restart the flows use the numbers the
         switch already has instead of renumbering it."""
-        self.switches[dpid] = Switch(dpid, conn, version)
+        self.switches[dpid] = Switch(dpid, conn, version, pending_since=self.clock())
+        self.stats.connects += 1
         if ports and self.programs is not None and self.programs.remember_ports(dpid, ports):
             LOG.info("ovsflow: switch %016x: its port numbers differ from a fresh allocation: kept", dpid)
         known = self.programs is not None and dpid in self.programs.where
@@ -99,7 +106,21 @@ class Core:
         if sw is None or sw.conn is not conn:
             return False
         del self.switches[dpid]
+        self.stats.disconnects += 1
         return True
+
+    def switch_rows(self) -> list[SwitchRow]:
+        """Every switch of the topology (and any connected one outside it), for per-switch gauges."""
+        rows = []
+        programs = self.programs
+        known = programs.where if programs is not None else {}
+        for dpid in sorted(set(known) | set(self.switches)):
+            host, role = known.get(dpid, ("", ""))
+            target = programs.cached(dpid) if programs is not None else None
+            rows.append(SwitchRow(dpid, host, f"br-{role}" if role else "", dpid in self.switches,
+                                  len(target.flows) if target else None, len(target.groups) if target else None,
+                                  self.stats.last_sync.get(dpid)))
+        return rows
 
     def idle(self) -> bool:
         """True when background work may run: no reconcile in progress, no handshake pending
@@ -124,15 +145,24 @@ class Core:
                     changed.append(dpid)
             moves = self._moves(old, new) if old is not None else {}
         except Exception as exc:
+            self.stats.reloads_refused += 1
             LOG.error("ovsflow: topology %s rejected (%s), keeping the running program: %s",
-                      self.path, why, one_line(exc))
+                      self.path, why, one_line(exc), extra={"event": "reload_refused", "trigger": why})
             return None
         self.programs = new
         to_update = sorted(set(changed) | set(moves))
+        self.stats.reloads_accepted += 1
+        self.stats.observe_compile("reload", self.clock() - t0)
+        for d in to_update:
+            sw = self.switches[d]
+            if sw.pending_since is None:  # an older change still pending keeps its time
+                sw.pending_since = t0
         LOG.info("ovsflow: topology %s loaded (%s): %d hosts, %d bridges; %d connected switches "
                  "compiled in %.1f ms, %d to update (%d for moved VMs only)", self.path, why, len(new.topo.hosts),
                  len(new.where), len(self.switches), (self.clock() - t0) * 1000, len(to_update),
-                 len(to_update) - len(changed))
+                 len(to_update) - len(changed),
+                 extra={"event": "reload_accepted", "trigger": why, "changes": len(to_update),
+                        "ms": round((self.clock() - t0) * 1000, 3)})
         return [Update(d, self.switches[d].conn, moves.get(d)) for d in to_update]
 
     def _moves(self, old: Programs, new: Programs) -> dict[int, Moves]:
@@ -144,6 +174,7 @@ class Core:
         out: dict[int, tuple[set[tuple[int, int]], list[Flow]]] = {}
         compilers: dict[str, HostCompiler] = {}
         for net_name, moved in RC.moved_macs(old.topo, new.topo).items():
+            self.stats.moved_vms += len(moved)
             net = new.topo.networks[net_name]
             for host in new.graph.hosts_of(net_name):
                 dpid = new.graph.datapath_ids(host)[1]
@@ -172,6 +203,12 @@ class Core:
 
     def end(self, job: Job) -> None:
         self.busy -= 1
+
+    def failed(self, dpid: int, why: str, exc: BaseException) -> None:
+        """A reconcile the shell could not finish (the switch keeps what it had; read back next time)."""
+        self.stats.reconcile_failures += 1
+        LOG.error("ovsflow: switch %016x: reconcile (%s) failed: %s", dpid, why, one_line(exc),
+                  extra={"event": "reconcile_failed", "dpid": f"{dpid:016x}", "trigger": why})
 
     def next_bundle_id(self) -> int:
         self._bundle_ids = (self._bundle_ids + 1) & 0xFFFFFFFF
@@ -233,6 +270,7 @@ class Job:
         self.target: Target | None = None
         self.plan: RC.Plan | None = None
         self.n_read = self.n_decoded = 0
+        self.n_changes = 0  # messages in the bundle (bundle() counts them)
         self.times = [core.clock()]  # start, compiled, read, diffed, sent
 
     def flows_request(self, xid: int) -> bytes:
@@ -249,6 +287,7 @@ class Job:
             assert target is not None  # begin() checked the switch is in this topology
             self.target = target
             self.times.append(self.core.clock())
+            self.core.stats.observe_compile("switch", self.times[-1] - self.times[0])
         return self.target
 
     def diff(self, flow_replies: Sequence[bytes] = (), group_replies: Sequence[bytes] = ()) -> RC.Plan:
@@ -309,6 +348,7 @@ class Job:
         enc = self.core.encoder(v)
         bundle_id = self.core.next_bundle_id()
         changes = RC.ordered_changes(plan)
+        self.n_changes = len(changes)
         LOG.info("ovsflow: switch %016x (%s): sending bundle %d with %d changes", self.sw.dpid, target.label,
                  bundle_id, len(changes))
         buf = bytearray(B.control(v, bundle_id, "open", next_xid()))
@@ -330,6 +370,10 @@ class Job:
                 yield bytes(buf)
                 buf = bytearray()
         buf += B.control(v, bundle_id, "commit", next_xid())
+        stats = self.core.stats
+        stats.bundles += 1
+        stats.group_mods += sum(1 for kind, _, _ in changes if kind == "group")
+        stats.flow_mods += sum(1 for kind, _, _ in changes if kind != "group")
         yield bytes(buf)
 
     def done(self) -> RC.Plan:
@@ -340,10 +384,32 @@ class Job:
             self.sw.confirmed = target
         tc, t0, t1, t2 = self.times[:4]
         t3 = self.core.clock()
+        self._count(plan, t3)
         how = "against the switch's flows" if self.confirmed is None else "against the program this switch confirmed"
         LOG.info("ovsflow: switch %016x (%s) %s: %s %s flows=%d; program %.1f ms, read %.1f ms (%d entries, %d decoded), "
                  "diff %.1f ms, bundle %.1f ms, total %.1f ms; diffed %s", self.sw.dpid, target.label, self.why,
                  "in sync," if plan.empty else "updated,", plan.summary(), len(target.flows),
                  (t0 - tc) * 1000, (t1 - t0) * 1000, self.n_read, self.n_decoded, (t2 - t1) * 1000, (t3 - t2) * 1000,
-                 (t3 - tc) * 1000, how)
+                 (t3 - tc) * 1000, how,
+                 extra={"event": "reconciled", "dpid": f"{self.sw.dpid:016x}", "switch": target.label, "trigger": self.why,
+                        "changes": self.n_changes, "flows": len(target.flows), "ms": round((t3 - tc) * 1000, 3)})
         return plan
+
+    def _count(self, plan: RC.Plan, now: float) -> None:
+        """The metrics of a confirmed reconcile; drift found by an audit is a warning."""
+        stats, sw = self.core.stats, self.sw
+        stats.last_sync[sw.dpid] = self.core.wall()
+        trigger = "audit" if self.why == "audit" else "connect" if self.why == "connect" else "reload"
+        since = self.times[0] if trigger == "audit" or sw.pending_since is None else sw.pending_since
+        if not plan.empty:
+            stats.observe_latency(trigger, now - since)
+        sw.pending_since = None
+        if self.why == "audit":
+            stats.audits += 1
+            if not plan.empty:
+                stats.audit_drift += 1
+                stats.audit_drift_changes += self.n_changes
+                label = self.compile().label
+                LOG.warning("ovsflow: switch %016x (%s): audit found drift, repaired: %s", sw.dpid, label, plan.summary(),
+                            extra={"event": "drift", "dpid": f"{sw.dpid:016x}", "switch": label,
+                                   "changes": self.n_changes})

@@ -95,6 +95,15 @@ class RyuManager:
                 self.proc.wait(10)
         self.proc = None
 
+    def scrape(self, address: str, port: int, timeout: float = 10.0) -> str:
+        """GET the app's Prometheus endpoint (--ovsflow-metrics-port), from the app's namespace."""
+        code = ("import sys, urllib.request; sys.stdout.write(urllib.request.urlopen("
+                f"'http://{address}:{port}/metrics', timeout={timeout}).read().decode())")
+        cmd = [sys.executable, "-c", code]
+        if self.netns:
+            cmd = ["ip", "netns", "exec", self.netns, *cmd]
+        return subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=timeout + 5).stdout
+
     def hup(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGHUP)
@@ -139,13 +148,14 @@ class RyuManager:
 
 @contextlib.contextmanager
 def controlled_lab(topology_file: Path, name: str, app_log: Path, *, ctl_ip: str, ctl_port: int = 6653,
-                   stamped: bool = False, echo=print, timeout: float = 120.0):
+                   stamped: bool = False, echo=print, timeout: float = 120.0, args: tuple[str, ...] = ()):
     """A lab whose flows come from a live `ryu-manager ovsflow.app`, yielding (Exercise, RyuManager).
 
     The lab comes up with no flows; the app runs in the underlay namespace on `ctl_ip` (an address
     the topology's VTEP subnet has room for), every host's bridges and ports get the app as their
     controller, and this returns once all of them are programmed. On exit (also after a failure)
-    the app stops before the lab goes down, since its namespace goes with the lab.
+    the app stops before the lab goes down, since its namespace goes with the lab. `args`: more
+    ryu-manager options (e.g. the metrics port).
     """
     from ..model import load_topology
     from . import lab as labmod
@@ -160,7 +170,7 @@ def controlled_lab(topology_file: Path, name: str, app_log: Path, *, ctl_ip: str
         state = labmod.up(topo, name, program="none")
         ul = state.underlay["netns"]
         ns.addr_add(state.underlay["bridge"], f"{ctl_ip}/{state.underlay.get('prefixlen', '24')}", ul)
-        app = RyuManager(app_log, topology_file, port=ctl_port, host=ctl_ip, netns=ul, stamped=stamped).start()
+        app = RyuManager(app_log, topology_file, port=ctl_port, host=ctl_ip, netns=ul, stamped=stamped, args=args).start()
         app.wait_for(r"topology \S+ loaded \(start\)", timeout=timeout)
         lab = Exercise(state, echo=echo)
         for host in state.hosts:
