@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -53,12 +54,30 @@ def lab() -> None:
 @_name_option
 @click.option("--program", type=click.Choice(["render", "none"]), default="render", show_default=True,
               help="program br-int/br-tun by running ovsflow's rendered script, or leave them to a controller")
-def up_cmd(topology: str, name: str, program: str) -> None:
-    """Build the lab for TOPOLOGY (replacing a previous lab of the same name)."""
+@click.option("--controller", "with_controller", is_flag=True,
+              help="run the live controller (ryu-manager ovsflow.app) on the lab's underlay, make it every bridge's "
+                   "controller through OVSDB, and return once every switch is in sync; `lab down` stops it")
+@click.option("--controller-port", type=int, default=6653, show_default=True, help="its OpenFlow port")
+@click.option("--metrics-port", type=int, default=None, help="with --controller: serve its Prometheus metrics on this port "
+              "(bound to the controller's lab address)")
+def up_cmd(topology: str, name: str, program: str, with_controller: bool, controller_port: int,
+           metrics_port: int | None) -> None:
+    """Build the lab for TOPOLOGY (replacing a previous lab of the same name).
+
+    \b
+    Examples:
+      ovsflow lab up labs/03-seed003/topology.yaml
+      ovsflow lab up labs/06-migration/topology.yaml --controller   # the live controller programs it
+    """
     _need_root()
     topo = _load_topology(topology)
     try:
-        state = labmod.up(topo, name, program=program, log=click.echo)
+        if with_controller:
+            from .controller import up_with_controller
+
+            state = up_with_controller(Path(topo.source), name, port=controller_port, metrics_port=metrics_port, log=click.echo)
+        else:
+            state = labmod.up(topo, name, program=program, log=click.echo)
     except Exception as e:  # leave nothing half-built behind
         click.echo(f"lab up failed: {e}", err=True)
         labmod.down(name, log=click.echo)
@@ -71,6 +90,9 @@ def summary(state: LabState) -> str:
              f"({len(state.hosts)} hosts, {len(state.vms)} VMs); state and logs in {state.workdir}"]
     for host, h in state.hosts.items():
         lines.append(f"  host {host:8} VTEP {h['vtep']:15} netns {h['netns']:16} OVS: OVS_RUNDIR={h['ovs_dir']}")
+    if state.underlay.get("controller"):
+        lines.append(f"  controller ryu-manager ovsflow.app on {state.underlay['controller']} (pid {state.underlay['controller_pid']}, "
+                     f"netns {state.underlay['netns']}); log {state.underlay['controller_log']}")
     for port, v in sorted(state.vms.items()):
         lines.append(f"  vm   {port:8} {v['ip'] or '-':15} {v['mac']}  {v['network']:8} on {v['host']} (netns {v['netns']})")
     first = sorted(state.vms)[0] if state.vms else "VM"
@@ -94,6 +116,12 @@ def down_cmd(topology: str | None, name: str) -> None:
     """Remove everything the lab created (idempotent; works after a crash)."""
     _need_root()
     t = time.monotonic()
+    state = labmod.load_state(name)
+    if state is not None:
+        from .controller import stop_controller
+
+        if stop_controller(state):
+            click.echo(f"lab {name}: controller stopped")
     if labmod.down(name, log=click.echo):
         click.echo(f"lab {name} is down ({time.monotonic() - t:.1f}s)")
     else:

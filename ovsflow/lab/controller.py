@@ -52,11 +52,12 @@ class RyuManager:
 
     def __init__(self, log: Path, topology: Path | None, *, port: int, host: str = "127.0.0.1",
                  netns: str | None = None, env: dict[str, str] | None = None, stamped: bool = False,
-                 args: tuple[str, ...] = ()) -> None:
+                 args: tuple[str, ...] = (), detach: bool = False) -> None:
         self.log, self.topology, self.port, self.host, self.netns = Path(log), topology, port, host, netns
         self.args = tuple(args)  # more ryu-manager options, e.g. ("--ovsflow-audit-interval", "1")
         self.env = dict(os.environ, **(env or {}))
         self.stamped = stamped
+        self.detach = detach  # its own session: it outlives the command that started it (`lab up --controller`)
         self.out = self.log.with_suffix(".out") if stamped else self.log  # stdout/stderr
         self.proc: subprocess.Popen | None = None
         self.offset = 0
@@ -76,7 +77,8 @@ class RyuManager:
         self.offset = self.mark()
         with open(self.out, "ab") as out:
             self.started = time.time()
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env)
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env,
+                                         stdin=subprocess.DEVNULL, start_new_session=self.detach)
         return self
 
     def kill(self) -> None:
@@ -184,3 +186,106 @@ def controlled_lab(topology_file: Path, name: str, app_log: Path, *, ctl_ip: str
                 app.stop()
         finally:
             labmod.down(name)
+
+
+# --- `ovsflow lab up TOPOLOGY --controller`: a lab run by the live controller, kept up ----------------
+CONNECTED = r"switch \w+ \((\S+)\) connect: (updated|in sync)"
+
+
+def controller_address(state) -> str:
+    """An address for the controller on the lab's underlay: the highest of its subnet no VTEP uses."""
+    import ipaddress
+
+    plen = state.underlay.get("prefixlen", "24")
+    vteps = {h["vtep"] for h in state.hosts.values()}
+    net = ipaddress.ip_network(f"{next(iter(vteps))}/{plen}", strict=False)
+    for addr in reversed(list(net.hosts()) if net.num_addresses <= 65536 else []):
+        if str(addr) not in vteps:
+            return str(addr)
+    raise ValueError(f"no free address for the controller in {net}")
+
+
+def up_with_controller(topology_file: Path, name: str, *, port: int = 6653, metrics_port: int | None = None,
+                       args: tuple[str, ...] = (), log=print, timeout: float = 120.0):
+    """`lab up --controller`: the lab with no flows, `ryu-manager ovsflow.app` in its underlay
+    namespace (reachable from every host over its VTEP link), every host's bridges and ports
+    ensured through OVSDB (`ovsflow ovsdb-ensure`'s code) with the app as their controller; returns
+    the LabState once every switch reported in sync. The app runs on after this returns (its own
+    session); `lab down` stops it (`stop_controller`). On failure everything is removed again."""
+    import warnings
+
+    from ..model import load_topology
+    from . import lab as labmod
+    from . import netns as ns
+
+    with warnings.catch_warnings():  # python-ovs imports eventlet, which warns
+        warnings.simplefilter("ignore")
+        from ..ovsdb import ensure_from_topology
+
+    topology_file = Path(topology_file).resolve()
+    topo = load_topology(topology_file)
+    state = labmod.up(topo, name, program="none", log=log)
+    try:
+        ip = controller_address(state)
+        ul = state.underlay["netns"]
+        ns.addr_add(state.underlay["bridge"], f"{ip}/{state.underlay.get('prefixlen', '24')}", ul)
+        target = f"tcp:{ip}:{port}"
+        if metrics_port:  # on the controller's lab address only
+            args = (*args, "--ovsflow-metrics-port", str(metrics_port), "--ovsflow-metrics-address", ip)
+        app = RyuManager(Path(state.workdir) / "controller.log", topology_file, port=port, host=ip, netns=ul,
+                         args=args, detach=True).start()
+        assert app.proc is not None
+        state.underlay.update(controller=target, controller_pid=str(app.proc.pid), controller_log=str(app.log))
+        state.save()
+        log(f"controller: ryu-manager ovsflow.app (pid {app.proc.pid}) on {target} in netns {ul}; log {app.log}")
+        app.wait_for(r"topology \S+ loaded \(start\)", timeout=timeout)
+        for host, info in state.hosts.items():
+            changes = ensure_from_topology(str(topology_file), host, f"unix:{info['ovs_dir']}/db.sock", target,
+                                           topo.inactivity_probe_ms, "netdev")
+            log(f"host {host}: ovsdb-ensure --controller {target}: {len(changes.lines)} change(s)")
+        labmod.warm_underlay(state, log)  # new tunnel ports flushed OVS's tunnel neighbour cache
+        bridges = {f"{h}/{b}" for h, info in state.hosts.items() for b in (info["bridge_int"], info["bridge_tun"])}
+        deadline = time.monotonic() + timeout
+        while True:
+            synced = {m.group(1) for m in re.finditer(CONNECTED, app.text())}
+            if bridges <= synced:
+                break
+            if time.monotonic() > deadline:
+                raise ControllerTimeout(f"switches not in sync within {timeout} s: {sorted(bridges - synced)}\n"
+                                        f"{app.text()[-3000:]}")
+            if app.proc.poll() is not None:
+                raise RuntimeError(f"ryu-manager exited:\n{app.text()[-3000:]}")
+            time.sleep(0.05)
+        log(f"controller: all {len(bridges)} switches in sync")
+        return state
+    except BaseException:
+        stop_controller(state)
+        labmod.down(name, log=log)
+        raise
+
+
+def _is_app(pid: int) -> bool:
+    try:
+        return b"ovsflow.app" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def stop_controller(state, timeout: float = 10.0) -> bool:
+    """Stop the controller `lab up --controller` started (SIGTERM, then SIGKILL); False if none ran."""
+    pid = int(state.underlay.get("controller_pid", 0) or 0)
+    if not pid or not _is_app(pid):
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _is_app(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _is_app(pid):
+        os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def app_report(log_text: str) -> list[str]:
+    """What the app did per switch, from its log: one line per reconcile, in order."""
+    rx = re.compile(r"switch (\w+) \((\S+)\) (\w[\w ]*?): (updated|in sync), (.*?); program")
+    return [f"{m.group(2):14} {m.group(3)}: {m.group(4)}, {m.group(5)}" for m in rx.finditer(log_text)]
