@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -23,9 +24,21 @@ def _fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="ovsflow")
-def main() -> None:
-    """Compute and program the OpenFlow pipeline of Open vSwitch VTEPs from a topology file."""
+@click.version_option(__version__, "-V", "--version", prog_name="ovsflow")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Compute and program the OpenFlow pipeline of Open vSwitch VTEPs from a topology file.
+
+    Colour only on a terminal (NO_COLOR=1 turns it off there too). Exit codes: 0 ok, 1 a check
+    failed or applying failed, 2 invalid input (one line per problem).
+    """
+    if os.environ.get("NO_COLOR"):
+        ctx.color = False
+
+
+def ok_text(text: str, ok: bool = True) -> str:
+    """`text` in green (red if not ok): click.echo drops the colour when not writing to a terminal."""
+    return click.style(text, fg="green" if ok else "red", bold=None if ok else True)
 
 
 @main.command()
@@ -33,7 +46,7 @@ def main() -> None:
 def validate(topology: str) -> None:
     """Check TOPOLOGY (YAML or JSON) against the schema and the semantic rules."""
     topo = _load(topology)
-    click.echo(f"{escape(topology)}: ok ({len(topo.hosts)} hosts, {len(topo.networks)} networks, {len(topo.ports)} ports)")
+    click.echo(f"{escape(topology)}: {ok_text('ok')} ({len(topo.hosts)} hosts, {len(topo.networks)} networks, {len(topo.ports)} ports)")
 
 
 @main.command()
@@ -220,7 +233,7 @@ def demo(topology: str | None, keep: bool, name: str, use_render: bool) -> None:
         for line in learned[:6]:
             click.echo(f"   {line}")
         ok = result.ok and bool(learned)
-        click.echo("== demo " + ("passed" if ok else "FAILED"))
+        click.echo("== demo " + ok_text("passed" if ok else "FAILED", ok))
     finally:
         if keep:
             click.echo(f"lab {name} left up: `ovsflow lab status --name {name}`, `ovsflow lab down --name {name}`")
@@ -242,6 +255,49 @@ register_trace(main)
 from .verify.cli import verify_command  # noqa: E402 - `ovsflow verify` lives in its own package
 
 main.add_command(verify_command)
+
+
+# One example per command, shown at the end of its --help (commands whose help already has its own
+# "Example" keep theirs). Every command is listed: tests/test_cli_finish.py checks each --help.
+EXAMPLES: dict[str, list[str]] = {
+    "ovsflow": ["ovsflow validate labs/03-seed003/topology.yaml",
+                "ovsflow render labs/03-seed003/topology.yaml --host hv1 --dry-run",
+                "ovsflow demo"],
+    "validate": ["ovsflow validate labs/03-seed003/topology.yaml"],
+    "render": ["ovsflow render labs/03-seed003/topology.yaml --host hv1 --dry-run",
+               "ovsflow render labs/03-seed003/topology.yaml --all-hosts --output-dir out/",
+               "ssh hv1 sudo sh -s < out/hv1.sh        # a host without the controller"],
+    "pipeline": ["ovsflow pipeline --bridge tun", "ovsflow pipeline --graph -o pipeline.svg"],
+    "ovsdb-ensure": ["ovsflow ovsdb-ensure topology.yaml --host hv1 --controller tcp:10.0.0.1:6653"],
+    "trace": ["ovsflow trace labs/03-seed003/topology.yaml --from vm1 --to vm2",
+              "ovsflow trace labs/03-seed003/topology.yaml --from vm1 --dst-ip 198.51.100.3 --arp"],
+    "graph": ["ovsflow graph labs/03-seed003/topology.yaml -o topology.svg"],
+    "verify": ["ovsflow verify labs/03-seed003/topology.yaml",
+               "ovsflow verify labs/03-seed003/topology.yaml --live     # against a running lab's switches"],
+    "lab": ["ovsflow lab up labs/03-seed003/topology.yaml --controller",
+            "ovsflow lab check", "ovsflow lab down"],
+    "lab down": ["ovsflow lab down --name ofl"],
+    "lab status": ["ovsflow lab status --json"],
+    "lab check": ["ovsflow lab check labs/03-seed003/topology.yaml"],
+    "lab capture": ["ovsflow lab capture --host hv1 -c 20", "ovsflow lab capture -w underlay.pcap --duration 10"],
+}
+
+
+def _add_examples(group: click.Group, prefix: str = "") -> None:
+    for name, cmd in group.commands.items():
+        path = f"{prefix}{name}"
+        lines = EXAMPLES.get(path)
+        if lines and "Example" not in (cmd.help or ""):
+            title = "Example" if len(lines) == 1 else "Examples"
+            cmd.help = inspect.cleandoc(cmd.help or "") + f"\n\n\b\n{title}:\n" + "\n".join(f"  {ln}" for ln in lines)
+        if isinstance(cmd, click.Group):
+            _add_examples(cmd, path + " ")
+
+
+_add_examples(main)
+if main.help and "Example" not in main.help:
+    main.help = inspect.cleandoc(main.help) + "\n\n\b\nExamples:\n" + "\n".join(f"  {ln}" for ln in EXAMPLES["ovsflow"]) + (
+        "\n\n\b\nShell completion (bash; zsh: zsh_source):\n  eval \"$(_OVSFLOW_COMPLETE=bash_source ovsflow)\"")
 
 
 if __name__ == "__main__":  # pragma: no cover
