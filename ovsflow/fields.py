@@ -27,6 +27,7 @@ from dataclasses import dataclass
 ETH_TYPE_IP = 0x0800
 ETH_TYPE_ARP = 0x0806
 ETH_TYPE_IPV6 = 0x86DD
+ETH_TYPE_EXPERIMENTAL = 0x88B5  # IEEE 802 local experimental: test frames that are not IP
 IPPROTO_ICMP = 1
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 from .fields import ip4_int
 from .limits import MAX_LOCAL_VLANS, TUNNEL_OFPORTS, VM_OFPORTS
 from .load import read_document
+from .port_security import allowed_problems, canonical_allowed
 from .problems import Problem, TopologyError
 from .routers import Router, build_routers, router_problems
 from .schema_check import schema, schema_problems, type_problems
@@ -61,6 +62,7 @@ class Port(NamedTuple):  # the semantic checks read fields by position: see _HOS
     ipv6: str | None = None  # canonical (compressed) form
     iface: str = ""
     ofport: int | None = None
+    allowed_addresses: tuple[str, ...] = ()  # extra source addresses/CIDRs (port_security.py), canonical
 
 
 _HOST, _NET, _MAC, _IFACE = itemgetter(1), itemgetter(2), itemgetter(3), itemgetter(6)
@@ -158,6 +160,7 @@ def _build(data: dict[str, Any], source: str) -> Topology:
             name, p["host"], p["network"], p["mac"].lower(), get(p, "ip"),
             str(ipaddress.IPv6Address(p["ipv6"])) if "ipv6" in p else None,
             get(p, "iface") or ("tap" + name)[:15], get(p, "ofport"),
+            canonical_allowed(p["allowed_addresses"]) if "allowed_addresses" in p else (),
         ))
         for name, p in (data.get("ports") or {}).items()
     }
@@ -209,6 +212,7 @@ def semantic_problems(topo: Topology) -> list[Problem]:
     if not clean:  # a loop once per port, only to word what is wrong
         out += _port_problems(topo)
     out += _address_problems(topo, subnets, list(compress(ports, map(any, map(_ADDRESSES, ports)))))
+    out += allowed_problems(topo)
     pinned_nets = {n.name for n in networks.values() if n.vlan is not None}
     # (host, network) pairs, needed only when a host could run out of VLANs or tunnel ports
     needed = pinned_nets or len(networks) > MAX_LOCAL_VLANS or 3 * (len(hosts) - 1) > len(TUNNEL_OFPORTS)

@@ -18,6 +18,7 @@ from .fields import (
     ARP_REQUEST,
     BROADCAST,
     ETH_TYPE_ARP,
+    ETH_TYPE_EXPERIMENTAL,
     ETH_TYPE_IP,
     ETH_TYPE_IPV6,
     ICMP_ECHO_REQUEST,
@@ -91,8 +92,11 @@ class Frame:
     # -- constructors -------------------------------------------------------------------------
 
     @staticmethod
-    def ethernet(src: str | int, dst: str | int, ethertype: int = ETH_TYPE_IP,
+    def ethernet(src: str | int, dst: str | int, ethertype: int = ETH_TYPE_EXPERIMENTAL,
                  vlan: int | None = None, payload: str = "") -> Frame:
+        """An opaque layer-2 frame (by default of the IEEE local experimental ethertype): an IPv4
+        ethertype without an IPv4 header has no source address, which br-int's antispoof table
+        drops as OVS would (use Frame.ipv4 for IPv4)."""
         return Frame(mac(src), mac(dst), ethertype, vlan, payload=payload)
 
     @staticmethod

@@ -31,7 +31,7 @@ TOPOLOGIES = sorted(ROOT.glob("labs/*/topology.yaml")) + sorted((ROOT / "tests" 
 NEW_IDS = {  # forward gotos must stay forward: flood after unicast/arp_responder, nd_reply after arp_responder
     "tun": {"classify": 0, "from_int": 5, "gre_in": 7, "vxlan_in": 8, "geneve_in": 9, "learn": 15,
             "unicast": 30, "arp_responder": 31, "nd_reply": 35, "flood": 40},
-    "int": {"classify": 0, "from_vm": 12, "gateway": 13, "route": 16, "to_vm": 25},
+    "int": {"classify": 0, "antispoof": 7, "from_vm": 12, "gateway": 13, "route": 16, "to_vm": 25},
 }
 
 

@@ -12,16 +12,17 @@ from ..model import Network, Topology
 from ..pipeline import Pipelines
 from ..program import COOKIE_STATIC, HostProgram, PortConfig
 from ..routers import Router
+from .antispoof import AntiSpoofTables
 from .integration import IntTables
 from .pieces import NetworkPiece, PieceMemo, assemble, check, finish, keyed
 from .routing import RoutingTables
 from .tunnel import TunTables
 
 
-class HostCompiler(TunTables, IntTables, RoutingTables):
+class HostCompiler(TunTables, IntTables, AntiSpoofTables, RoutingTables):
     """Compiles one host. Table functions come in three kinds: host-wide ones (`tun_classify`,
     `tun_from_int`, `tun_learn`, `tun_route_ttl`), per-network ones, which take the network and
-    return only its flows (tunnel.py, integration.py), and per-router ones (routing.py)."""
+    return only its flows (tunnel.py, integration.py, antispoof.py), and per-router ones (routing.py)."""
 
     def __init__(self, graph: TopologyGraph, host: str, memo: PieceMemo | None = None,
                  pipelines: Pipelines | None = None):
@@ -42,7 +43,7 @@ class HostCompiler(TunTables, IntTables, RoutingTables):
                 tun.append(f)
                 if len(tun) % every == 0:
                     yield
-        int_ = (*self.int_classify(net), *self.int_from_vm(net), *self.int_to_vm(net))
+        int_ = (*self.int_classify(net), *self.int_antispoof(net), *self.int_from_vm(net), *self.int_to_vm(net))
         group = self.tun_group(net)
         for i in range(0, len(tun), every):
             check(self.tun, tuple(tun[i:i + every]), (group,) if group else ())

@@ -23,12 +23,12 @@ class IntTables(HostFacts):
 
     # -- br-int: per network -----------------------------------------------------------------------
     def int_classify(self, net: Network) -> Iterable[Flow]:
-        """A VM's frames are tagged with its network's local VLAN (only untagged, only its own MAC);
-        frames from br-tun already carry the VLAN."""
+        """A VM's frames are tagged with its network's local VLAN (only untagged, only its own MAC)
+        and go to antispoof (antispoof.py); frames from br-tun already carry the VLAN."""
         for port in self.local_ports.get(net.name, ()):
             yield make(
                 self.int["classify"], 1, {"in_port": self.vm_ofports[port.name], "dl_src": mac(port.mac), "vlan_tci": NO_VLAN},
-                [F.PushVlan(), F.SetField("vlan_vid", vid(self.vlans[net.name])), self.int["from_vm"].goto()],
+                [F.PushVlan(), F.SetField("vlan_vid", vid(self.vlans[net.name])), self.int["antispoof"].goto()],
             )
         if self.has_senders(net):
             yield make(self.int["classify"], 1, {"in_port": PATCH_OFPORT, "dl_vlan": self.vlans[net.name]}, [self.int["to_vm"].goto()])

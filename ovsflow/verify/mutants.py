@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from ..evaluator import EvaluationError, Fabric
-from ..fields import BROADCAST, ETH_TYPE_IP, mac
+from ..fields import BROADCAST, mac
 from ..flow import Bucket, Flow, Group, GroupEntry, Output, SetField
 from ..model import Topology
 from ..packet import Frame
@@ -154,7 +154,7 @@ def probe_frames(topo: Topology) -> list[tuple[str, Frame]]:
             out.append((name, Frame.arp_request(p.mac, p.ip or "0.0.0.0", ip)))
         for q in peers:
             if q.name != p.name:
-                out.append((name, Frame.ethernet(p.mac, q.mac, ETH_TYPE_IP, payload="u")))
+                out.append((name, Frame.ethernet(p.mac, q.mac, payload="u")))  # opaque L2: no IP source to check
         r = next((r for r in topo.routers.values() if p.network in r.networks), None)
         if r is not None and p.ip:
             for ip in ips:

@@ -161,7 +161,7 @@ def frame_of(values: dict[str, int], tun_id: int | None = None) -> Frame:
     elif eth_type == ETH_TYPE_IPV6:
         v.setdefault("nw_proto", 17)
         v.setdefault("nw_ttl", 64)
-        names = ("nw_proto", "nw_ttl", "ipv6_src", "ipv6_dst", "icmpv6_type", "nd_target")
+        names = ("nw_proto", "nw_ttl", "ipv6_src", "ipv6_dst", "icmpv6_type", "nd_target", "nd_sll", "nd_tll")
         v.setdefault("ipv6_src", 0xFE80 << 112 | 1)
         v.setdefault("ipv6_dst", 0xFE80 << 112 | 2)
     for n in names:
