@@ -62,6 +62,8 @@ def test_lab_up_with_the_controller_holds_the_render_and_down_stops_it(lab_base:
         live = Live(Exercise(state, echo=print), None, topo, tmp_path)  # type: ignore[arg-type]
         diffs = [d for h in sorted(state.hosts) for d in live.differences(h)]
         assert diffs == [], diffs
+        status = ovsflow("lab", "status", "--name", name)
+        assert f"controller tcp:192.0.2.254:6653 pid {pid} running" in status.stdout, status.stdout
         check = ovsflow("lab", "check", "--name", name)
         assert check.returncode == 0, check.stdout + check.stderr
         assert "0 violations" in check.stdout

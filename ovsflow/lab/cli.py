@@ -145,6 +145,12 @@ def status_cmd(topology: str | None, name: str, as_json: bool) -> None:
     for host, h in st["hosts"].items():
         alive = "running" if h["ovs_running"] else "OVS NOT RUNNING"
         click.echo(f"  host {host:8} {h.get('vtep', ''):15} netns {h['netns']:16} {alive}")
+    ul = st.get("underlay", {})
+    if ul.get("controller"):
+        from .controller import _is_app
+
+        running = "running" if _is_app(int(ul.get("controller_pid", 0) or 0)) else "CONTROLLER NOT RUNNING"
+        click.echo(f"  controller {ul['controller']} pid {ul.get('controller_pid')} {running}; log {ul.get('controller_log')}")
     for port, v in sorted(st["vms"].items()):
         alive = "" if v["netns_alive"] else "  NETNS MISSING"
         click.echo(f"  vm   {port:8} {v['ip'] or '-':15} {v['mac']} {v['network']} on {v['host']}{alive}")
