@@ -78,6 +78,7 @@ class Topology:
     controller: str | None = None
     inactivity_probe_ms: int | None = None
     routers: dict[str, Router] = field(default_factory=dict)
+    max_learned: int = 65536  # learn.max_entries: cap on each host's learned table (README, Tenant security)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,7 +167,8 @@ def _build(data: dict[str, Any], source: str) -> Topology:
     }
     ctl = data.get("controller", {})
     routers = build_routers(data.get("routers"), {n.name: n.gateway for n in networks.values()})
-    return Topology(source, hosts, networks, ports, ctl.get("openflow"), ctl.get("inactivity_probe_ms"), routers)
+    return Topology(source, hosts, networks, ports, ctl.get("openflow"), ctl.get("inactivity_probe_ms"), routers,
+                    learn.get("max_entries", 65536))
 
 
 def semantic_problems(topo: Topology) -> list[Problem]:

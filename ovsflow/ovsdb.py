@@ -31,7 +31,7 @@ import ovs.db.idl
 import ovs.poller
 
 from .allocation import EXTERNAL_ID, Allocation
-from .program import OPENFLOW_VERSIONS, TUNNEL_TYPES, BridgeProgram, HostProgram, PortConfig
+from .program import OPENFLOW_VERSIONS, TUNNEL_TYPES, BridgeProgram, HostProgram, PortConfig, flow_table_settings
 
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 PROTOCOLS = list(OPENFLOW_VERSIONS)
@@ -39,7 +39,9 @@ OVSFLOW_PORT_TYPES = {"patch", *TUNNEL_TYPES}
 LOCAL = 65534  # OFPP_LOCAL: the bridge's own internal port
 TABLES = {
     "Open_vSwitch": ["bridges", "next_cfg", "cur_cfg"],
-    "Bridge": ["name", "ports", "datapath_type", "fail_mode", "protocols", "other_config", "controller", "external_ids"],
+    "Bridge": ["name", "ports", "datapath_type", "fail_mode", "protocols", "other_config", "controller", "external_ids",
+               "flow_tables"],
+    "Flow_Table": ["name", "flow_limit", "overflow_policy", "groups"],
     "Port": ["name", "interfaces"],
     "Interface": ["name", "type", "options", "ofport_request"],
     "Controller": ["target", "inactivity_probe", "connection_mode"],
@@ -142,6 +144,22 @@ class _Host:
             ctrl.inactivity_probe = [self.probe_ms]
         return ctrl
 
+    def new_flow_table(self, learn_limit: tuple[int, int]) -> tuple[int, Any]:
+        table, limit, groups = flow_table_settings(learn_limit)
+        row = self.txn.insert(self.idl.tables["Flow_Table"])
+        row.name, row.flow_limit, row.overflow_policy, row.groups = ["learned"], [limit], ["evict"], list(groups)
+        return table, row
+
+    def ensure_flow_table(self, br: Any, name: str, learn_limit: tuple[int, int]) -> None:
+        """The learned table's cap (Flow_Table flow_limit, overflow_policy=evict, groups)."""
+        table, limit, groups = flow_table_settings(learn_limit)
+        row = dict(br.flow_tables).get(table)
+        if row is not None and (_opt(row.flow_limit), _opt(row.overflow_policy), sorted(row.groups)) == (limit, "evict", sorted(groups)):
+            return
+        _, new = self.new_flow_table(learn_limit)
+        br.setkey("flow_tables", table, new)
+        self.changes.lines.append(f"bridge {name}: table {table} capped at {limit - 1} learned entries (evict)")
+
     def ensure_bridge(self, bp: BridgeProgram) -> None:
         dpid = f"{bp.datapath_id:016x}"
         dtype = self.datapath_type or bp.datapath_type
@@ -157,6 +175,9 @@ class _Host:
                 br.external_ids = {EXTERNAL_ID: self.allocation}
             if self.controller:
                 br.controller = [self.controller_row()]
+            if bp.learn_limit is not None:
+                table, row = self.new_flow_table(bp.learn_limit)
+                br.flow_tables = {table: row}
             local = self.new_interface_port(PortConfig(bp.name, LOCAL, "internal"))
             br.ports = [local] + [self.new_interface_port(pc) for pc in bp.ports]
             root = _one(self.idl, "Open_vSwitch")
@@ -180,6 +201,8 @@ class _Host:
         if bp.role == "int" and self.allocation and dict(br.external_ids).get(EXTERNAL_ID) != self.allocation:
             br.setkey("external_ids", EXTERNAL_ID, self.allocation)
             ch.append(f"bridge {bp.name}: allocation recorded (external_ids:{EXTERNAL_ID})")
+        if bp.learn_limit is not None:
+            self.ensure_flow_table(br, bp.name, bp.learn_limit)
         if _opt(br.fail_mode) != "secure":
             br.fail_mode = ["secure"]
             ch.append(f"bridge {bp.name}: fail_mode -> secure")

@@ -50,6 +50,9 @@ class BridgeProgram:
     # gives back the identical tuple object on a recompile with a memo, so consumers (the live
     # controller's encoder) can cache work per part. Not part of the value.
     parts: tuple[tuple[Flow, ...], ...] = field(default=(), compare=False, repr=False)
+    # br-tun: (learned table id, most learned entries it may hold); render and ovsdb-ensure set
+    # that table's Flow_Table (flow_limit, overflow_policy=evict, groups: see flow_table_settings).
+    learn_limit: tuple[int, int] | None = None
 
     def port(self, name: str) -> PortConfig:
         for p in self.ports:
@@ -73,3 +76,16 @@ class HostProgram:
             if b.role == role:
                 return b
         raise KeyError(role)
+
+
+
+LEARNED_GROUPS = ("NXM_OF_VLAN_TCI[0..11]",)  # eviction takes from the network with the most entries
+
+
+def flow_table_settings(learn_limit: tuple[int, int]) -> tuple[int, int, tuple[str, ...]]:
+    """(table id, flow_limit, groups) of the Flow_Table (overflow_policy=evict, name "learned")
+    that caps a learned table at `entries` learned flows: its one permanent flow (the table miss)
+    counts against flow_limit too; OVS evicts only flows with a timeout, the one expiring soonest
+    in the largest group (ovs-vswitchd.conf.db(5), Flow_Table)."""
+    table, entries = learn_limit
+    return table, entries + 1, LEARNED_GROUPS

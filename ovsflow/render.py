@@ -33,7 +33,7 @@ from .graph import TopologyGraph
 from .model import Topology, gc_paused
 from .ofctl import STATIC_COOKIE_TEXT, flow_lines
 from .problems import escape
-from .program import OPENFLOW_VERSIONS, BridgeProgram, HostProgram
+from .program import OPENFLOW_VERSIONS, BridgeProgram, HostProgram, flow_table_settings
 
 PROTOCOLS = ",".join(OPENFLOW_VERSIONS)
 OWNER_KEY = "ovsflow-bridge"  # Interface external_ids key marking ports ovsflow created
@@ -85,6 +85,11 @@ def bridge_vsctl(b: BridgeProgram, controller: str | None, allocation: Allocatio
         f"set Bridge {name} datapath_type={word(b.datapath_type)} fail_mode=secure protocols={PROTOCOLS}"
         f" other_config:datapath-id={b.datapath_id:016x}{remember}",
     ]
+    if b.learn_limit is not None:  # the learned table's cap, in the same transaction (README, Tenant security)
+        table, limit, groups = flow_table_settings(b.learn_limit)
+        quoted = ",".join(f'"{g}"' for g in groups)
+        args.append(f"--id=@learned create Flow_Table name=learned flow_limit={limit} overflow_policy=evict {q(f'groups=[{quoted}]')}")
+        args.append(f"set Bridge {name} flow_tables:{table}=@learned")
     for p in b.ports:
         settings = [f"ofport_request={int(p.ofport)}", f"external_ids:{OWNER_KEY}={name}"]
         if p.type:

@@ -211,7 +211,8 @@ def test_l2pop_prepopulates_unicast_and_answers_arp_for_remote_ips_only() -> Non
     program = compile_host(topo, "hv1")
     tun = program.bridge("tun")
     blue, red = program.local_vlans["blue"], program.local_vlans["red"]
-    unicast = {(f.match_dict["dl_vlan"], f.match_dict["dl_dst"]): f for f in tun.flows if f.table == 20 and f.priority == 2}
+    table = load_pipeline("tun")["unicast"].id  # l2pop entries: not in the learned table (20)
+    unicast = {(f.match_dict["dl_vlan"], f.match_dict["dl_dst"]): f for f in tun.flows if f.table == table and f.priority == 2}
     # blue is l2pop: both remote VMs pre-installed, above learned flows; red (learn) has none
     assert set(unicast) == {(blue, 0x020000000002), (blue, 0x020000000003)}
     ports = {p.name: p for p in tun.ports}

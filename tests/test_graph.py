@@ -45,7 +45,8 @@ def test_pipeline_graph_has_every_table_and_goto(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     texts = svg_texts(out)
     for name in ("0 classify", "10 from_vm", "11 gateway", "12 route", "20 to_vm", "2 from_int", "4 vxlan_in",
-                 "10 learn", "20 unicast", "21 arp_responder", "22 flood", "miss", "patch-tun", "patch-int"):
+                 "10 learn", "19 unicast", "20 learned", "21 arp_responder", "22 flood", "5 antispoof", "miss", "patch-tun",
+                 "patch-int"):
         assert name in texts, name
     assert "br-int" in ovsflow("pipeline").stdout  # the listing is unchanged without --graph
 

@@ -24,8 +24,11 @@ from ovsflow.evaluator import Fabric, FabricResult
 from ovsflow.model import Topology, load_topology_data
 from ovsflow.ofctl import flow_lines, group_lines
 from ovsflow.packet import ARP_REPLY, BROADCAST, Frame, ipv4, mac
+from ovsflow.pipeline import Pipelines
 from ovsflow.program import COOKIE_LEARNED, HostProgram
 from ovsflow.render import render_script
+
+UNICAST = Pipelines.load().tun["unicast"].id  # br-tun's table of the program's own (l2pop) entries
 
 SOURCE = "migration topology"  # the same for before and after: the rendered header names it
 
@@ -144,7 +147,7 @@ def test_a_move_changes_exactly_the_affected_hosts(move: Move):
 @pytest.mark.parametrize("move", MOVES, ids=str)
 def test_a_move_touches_only_location_flows_on_the_hosts_that_share_the_network(move: Move):
     """On a host that neither loses nor gains the VM, br-int is untouched and br-tun changes only in
-    table 0 (a tunnel port added or removed), table 20 (l2pop: the moved MAC's entry) and the flood group."""
+    table 0 (a tunnel port added or removed), table unicast (l2pop: the moved MAC's entry) and the flood group."""
     before, after = topology(), topology(move)
     old, moved_mac = before.ports[move.port].host, mac(before.ports[move.port].mac)
     l2pop = before.networks[before.ports[move.port].network].mode == "l2pop"
@@ -153,9 +156,9 @@ def test_a_move_touches_only_location_flows_on_the_hosts_that_share_the_network(
         assert p0[h].bridge("int") == p1[h].bridge("int"), f"{h}: br-int changed"
         f0, f1 = set(p0[h].bridge("tun").flows), set(p1[h].bridge("tun").flows)
         diff = f0 ^ f1
-        assert {f.table for f in diff} <= ({0, 20} if l2pop else {0}), \
+        assert {f.table for f in diff} <= ({0, UNICAST} if l2pop else {0}), \
             f"{h}: unexpected br-tun changes:\n" + "\n".join(sorted(map(str, diff)))
-        t20 = [f for f in diff if f.table == 20]
+        t20 = [f for f in diff if f.table == UNICAST]
         assert all(f.match_dict.get("dl_dst") == moved_mac for f in t20), t20
         assert len([f for f in t20 if f in f1]) == (1 if l2pop else 0), t20
 
@@ -170,8 +173,8 @@ def test_l2pop_entries_follow_the_moved_mac_and_the_arp_entry_stays(move: Move):
     new_vtep = after.hosts[new].vtep
     for h in sorted(hosts_of(after, "blue") - {new}):
         vlan = p1[h].local_vlans["blue"]
-        entry = flows_for(p1[h], 20, dl_dst=moved_mac)
-        assert len(entry) == 1 and entry[0].priority == 2, f"{h}: table 20 for {port1.mac}: {entry}"
+        entry = flows_for(p1[h], UNICAST, dl_dst=moved_mac)
+        assert len(entry) == 1 and entry[0].priority == 2, f"{h}: table {UNICAST} for {port1.mac}: {entry}"
         assert entry[0].match_dict["dl_vlan"] == vlan
         want = (F.PopVlan(), F.SetField("tun_id", 101), F.Output(tunnel_ofport(p1[h], new_vtep, "vxlan")))
         assert entry[0].actions == want, f"{h}: {entry[0]} does not go to {new} ({new_vtep})"
@@ -180,7 +183,7 @@ def test_l2pop_entries_follow_the_moved_mac_and_the_arp_entry_stays(move: Move):
         if h != old:  # the old host used to drop it (the VM was local); the others keep it as it was
             assert flows_for(p0[h], 21, arp_tpa=moved_ip) == arp1, f"{h}: ARP responder entry changed"
     # The new host: the MAC is local now (no tunnel entry) and an ARP for it is left to br-int.
-    assert flows_for(p1[new], 20, dl_dst=moved_mac) == []
+    assert flows_for(p1[new], UNICAST, dl_dst=moved_mac) == []
     assert [f.actions for f in flows_for(p1[new], 21, arp_tpa=moved_ip)] == [()]
     # Every blue host's flood group has one bucket per other blue host, hv4 included iff it hosts blue.
     for h in sorted(hosts_of(after, "blue")):

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TOPOLOGIES = sorted(ROOT.glob("labs/*/topology.yaml")) + sorted((ROOT / "tests" / "data").glob("*.yaml"))
 NEW_IDS = {  # forward gotos must stay forward: flood after unicast/arp_responder, nd_reply after arp_responder
     "tun": {"classify": 0, "from_int": 5, "gre_in": 7, "vxlan_in": 8, "geneve_in": 9, "learn": 15,
-            "unicast": 30, "arp_responder": 31, "nd_reply": 35, "flood": 40},
+            "unicast": 30, "learned": 32, "arp_responder": 31, "nd_reply": 35, "flood": 40},
     "int": {"classify": 0, "antispoof": 7, "from_vm": 12, "gateway": 13, "route": 16, "to_vm": 25},
 }
 
@@ -67,7 +67,8 @@ def mapped_back(program: HostProgram, back: dict[str, dict[int, int]]) -> HostPr
         ids = back[b.role]
         flows = tuple(F.Flow(ids[f.table], f.priority, f.match, tuple(_map_action(a, ids) for a in f.actions),
                              f.cookie, f.hard_timeout, f.idle_timeout) for f in b.flows)
-        bridges.append(replace(b, flows=tuple(sorted(flows, key=F.Flow.sort_key)), parts=()))
+        limit = (ids[b.learn_limit[0]], b.learn_limit[1]) if b.learn_limit else None  # the learned table's cap
+        bridges.append(replace(b, flows=tuple(sorted(flows, key=F.Flow.sort_key)), parts=(), learn_limit=limit))
     return replace(program, bridges=tuple(bridges))
 
 

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 
 from ovsflow.lab.capture import TunnelPacket
 from ovsflow.lab.exercise import Exercise, main
+from ovsflow.pipeline import Pipelines
+
+UNICAST = Pipelines.load().tun["unicast"].id  # br-tun table of the pre-populated (l2pop) entries
 
 HV = {"hv1": "192.0.2.11", "hv2": "192.0.2.12", "hv3": "192.0.2.13"}
 VNI_BLUE, KEY_RED = 101, 102
@@ -116,10 +119,10 @@ def check(lab: Exercise) -> None:
 
     lab.say("step 3: the pre-populated tables on hv1")
     tun = lab.state.hosts["hv1"]["bridge_tun"]
-    t20 = [f for f in lab.ovs("hv1").dump_flows(tun, "table=20") if "priority=2," in f]
+    t20 = [f for f in lab.ovs("hv1").dump_flows(tun, f"table={UNICAST}") if "priority=2," in f]
     to_hv2 = lab.tunnel_port("hv1", "hv2", "vxlan")
     lab.expect(any(f"dl_dst={vm['vm2']}" in f and f"output:{to_hv2}" in f for f in t20),
-               f"table 20 (priority 2, from the topology): vm2's MAC -> tunnel to hv2 (port {to_hv2})")
+               f"table {UNICAST} (priority 2, from the topology): vm2's MAC -> tunnel to hv2 (port {to_hv2})")
 
     lab.say("step 4: a unicast ARP request (arping's second probe, the kernel's reachability probes)")
     probes = [p for p in lab.capture(lambda: arping(lab, "vm1", lab.vm("vm3")["ip"], count=2)) if p.is_arp]

@@ -24,6 +24,9 @@ from ovsflow.compiler import compile_host
 from ovsflow.lab.check import run_check
 from ovsflow.lab.exercise import Exercise, main, ping_gap, ping_replies
 from ovsflow.model import load_topology_data, read_document
+from ovsflow.pipeline import Pipelines
+
+UNICAST = Pipelines.load().tun["unicast"].id  # br-tun table of the pre-populated (l2pop) entries
 
 PINGER = {"vm2": "vm1", "vm5": "vm4"}  # the moved VM -> its pinger on hv1
 HOME, AWAY = "hv2", "hv3"
@@ -89,7 +92,7 @@ def program_in_place(lab: Exercise, port: str, dst: str, ofport: int, mode: str)
         return True
     pinger_host = lab.vm(PINGER[port])["host"]
     tunnel = lab.tunnel_port(pinger_host, dst, "vxlan")
-    t20 = lab.ovs(pinger_host).dump_flows(lab.state.hosts[pinger_host]["bridge_tun"], "table=20")
+    t20 = lab.ovs(pinger_host).dump_flows(lab.state.hosts[pinger_host]["bridge_tun"], f"table={UNICAST}")  # l2pop entries
     return any(f"dl_dst={vm['mac']}" in f and "priority=2," in f and f"output:{tunnel}" in f for f in t20)
 
 

@@ -4,6 +4,7 @@ bridges with their ports; per network in steps, reusing an earlier compile's pie
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping
+from dataclasses import replace
 
 from ..allocation import Allocation
 from ..flow import Flow
@@ -111,6 +112,7 @@ class HostCompiler(TunTables, IntTables, AntiSpoofTables, RoutingTables):
         tun_parts = (tun_wide, *((p.tun, p.tun_keys) for p in pieces))
         br_int = assemble(self.host.bridge_int, "int", dp_type, dpid_int, int_ports, int_parts, ())
         br_tun = assemble(self.host.bridge_tun, "tun", dp_type, dpid_tun, tun_ports, tun_parts, groups)
+        br_tun = replace(br_tun, learn_limit=(self.learn_into, self.topo.max_learned))
         allocation = Allocation(dict(self.vlans), dict(self.vm_ofports), {t.name: t.ofport for t in self.tunnels})
         return HostProgram(self.host.name, self.host.vtep, (br_int, br_tun), dict(self.vlans), allocation)
 

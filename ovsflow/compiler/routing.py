@@ -142,7 +142,7 @@ class RoutingTables(HostFacts):
         if router.mode == "centralized" and not self.routes_here(router) and self.local_ports.get(net.name):
             assert router.host is not None
             tunnel = self.tunnel_by_key[(router.host, net.tunnel)]
-            yield Flow.make(self.learn_into, PRIO_L2POP, {"dl_vlan": vlan, "dl_dst": rmac},
+            yield Flow.make(self.tun["unicast"].id, PRIO_L2POP, {"dl_vlan": vlan, "dl_dst": rmac},
                             (F.PopVlan(), F.SetField("tun_id", net.vni), F.Output(tunnel.ofport)), COOKIE_STATIC)
 
     def tun_routed_destinations(self, net: Network) -> Iterable[Flow]:
@@ -158,7 +158,7 @@ class RoutingTables(HostFacts):
             acts = actions.get(port.host)
             if acts is None:
                 acts = actions[port.host] = (pop, set_key, F.Output(self.tunnel_by_key[(port.host, net.tunnel)].ofport))
-            yield Flow(self.learn_into, PRIO_L2POP, (("dl_vlan", vlan), ("dl_dst", mac(port.mac))), acts, COOKIE_STATIC)
+            yield Flow(self.tun["unicast"].id, PRIO_L2POP, (("dl_vlan", vlan), ("dl_dst", mac(port.mac))), acts, COOKIE_STATIC)
 
     def tun_routed_only_key(self, net: Network) -> Iterable[Flow]:
         """A centralized router's host may have no port on a network it routes: it still takes that

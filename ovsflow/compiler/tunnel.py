@@ -39,8 +39,9 @@ ARP_REPLY_HEAD = (F.Move("dl_src", "dl_dst"),)
 ARP_REPLY_MID = (F.SetField("arp_op", ARP_REPLY), F.Move("arp_sha", "arp_tha"), F.Move("arp_spa", "arp_tpa"))
 BACK = F.Output(F.IN_PORT)
 
-# br-tun's learn_into table (unicast) holds where remote MACs are: learned ones (learn() writes them)
-# and, above them, pre-populated (l2pop) ones. The live controller deletes learned entries there.
+# br-tun's learn_into table (learned) holds the remote MACs learn() wrote and the controller's hints
+# for moved VMs, nothing else: its Flow_Table cap evicts only those. The program's own entries
+# (l2pop) come first, in table unicast. The live controller deletes learned entries there.
 LEARN_TABLE: int = Pipelines.load().tun["learn"].learn_into or 0
 PRIO_L2POP = 2
 PRIO_LEARNED = 1
@@ -107,7 +108,7 @@ class TunTables(HostFacts):
         if net.mode != "l2pop":
             return
         vlan, pop, set_key = self.vlans[net.name], F.PopVlan(), F.SetField("tun_id", net.vni)
-        table = self.learn_into
+        table = self.tun["unicast"].id
         actions = {h: (pop, set_key, F.Output(self.tunnel_by_key[(h, net.tunnel)].ofport))
                    for h in self.graph.remote_hosts(self.host.name, net.name)}
         for port in self.graph.ports_of(net.name):
