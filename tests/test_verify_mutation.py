@@ -4,7 +4,12 @@ probe frames, before and after learning), and the unmutated programs raise no al
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,7 +22,8 @@ from ovsflow.verify import verify
 from ovsflow.verify.mutants import MUTATORS, forwarding
 
 
-def test_mutation_score_and_no_false_alarms() -> None:
+def measure() -> dict[str, object]:
+    """Run the mutation campaign; the stats, the missed mutants and the false alarms."""
     stats = {"topologies": 0, "routed": 0, "false_alarms": 0, "changed": 0, "caught": 0, "unchanged": 0, "refused": 0}
     missed: list[str] = []
     alarms: list[str] = []
@@ -55,6 +61,21 @@ def test_mutation_score_and_no_false_alarms() -> None:
                     stats["caught"] += 1
 
     probe()
+    return {"stats": stats, "missed": missed, "alarms": alarms}
+
+
+def test_mutation_score_and_no_false_alarms() -> None:
+    # Measured in a fresh interpreter: inside the full suite the count of forwarding-changing
+    # mutants moved by a few (e.g. 119/125 instead of 119/122) depending on which tests ran before
+    # in the same process, a state dependence not found yet; a fresh process gives the same figures
+    # on every run and every hash seed.
+    proc = subprocess.run([sys.executable, "-c", "import json, test_verify_mutation as t; print(json.dumps(t.measure()))"],
+                          cwd=Path(__file__).parent, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent),
+                                                                            str(Path(__file__).parent.parent)])})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    stats, missed, alarms = result["stats"], result["missed"], result["alarms"]
     score = stats["caught"] / max(1, stats["changed"])
     print(f"\nverify mutation score: {score:.1%} ({stats['caught']}/{stats['changed']} forwarding-changing mutants "
           f"reported); {stats['false_alarms']} false alarms over {stats['topologies']} valid topologies "
