@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import lab_name
+from test_app_lab import NEW_PORT, TOPOLOGY
 
 from ovsflow.compiler import compile_host
 from ovsflow.lab.controller import controlled_lab
@@ -27,23 +28,7 @@ NAME = lab_name("am")
 CTL_IP = "192.0.2.254"
 CTL_PORT = 6653
 METRICS_PORT = 9108
-TOPOLOGY = """\
-hosts:
-  hv1: {vtep: 192.0.2.11}
-  hv2: {vtep: 192.0.2.12}
-  hv3: {vtep: 192.0.2.13}
-networks:
-  blue: {vni: 101, tunnel: vxlan, mode: l2pop, subnet: 198.51.100.0/24}
-  red:  {vni: 102, tunnel: vxlan, mode: learn, subnet: 203.0.113.0/24}
-ports:
-  vm1: {host: hv1, network: blue, mac: "02:00:00:00:01:01", ip: 198.51.100.1}
-  vm2: {host: hv2, network: blue, mac: "02:00:00:00:01:02", ip: 198.51.100.2}
-  vm3: {host: hv2, network: blue, mac: "02:00:00:00:01:03", ip: 198.51.100.3}
-  vm4: {host: hv2, network: red,  mac: "02:00:00:00:02:01", ip: 203.0.113.1}
-  vm5: {host: hv3, network: red,  mac: "02:00:00:00:02:02", ip: 203.0.113.2}
-"""
-# a second blue VM on hv1: hv1's br-int gets a port, hv2's br-tun (l2pop) its MAC; hv3 never shares blue
-NEW_PORT = '  vm6: {host: hv1, network: blue, mac: "02:00:00:00:01:06", ip: 198.51.100.6}\n'
+# the same lab and edit as test_app_lab: hv1's br-int gets a port, hv2's br-tun (l2pop) its MAC; hv3 never shares blue
 
 
 def programs(path: Path) -> dict[str, tuple]:
