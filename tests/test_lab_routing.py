@@ -19,11 +19,10 @@ from pathlib import Path
 
 import pytest
 from conftest import lab_check_module, lab_name, running_lab
-from test_app_lab import CTL_IP, CTL_PORT, Live, apply_edit
+from test_app_lab import Live, apply_edit, assert_programmed_like_the_render, live_lab
 
 from ovsflow.compiler import compile_host
 from ovsflow.lab.check import format_matrix, run_check
-from ovsflow.lab.controller import controlled_lab
 from ovsflow.lab.exercise import Exercise, ping_gap, ping_replies
 from ovsflow.model import load_topology
 
@@ -195,19 +194,12 @@ GAP_BOUND_S = 1.0  # asserted; the goal (0.2 s, as for L2 moves) is measured by 
 
 @pytest.fixture(scope="module")
 def live(lab_base: Path, tmp_path_factory: pytest.TempPathFactory):
-    tmp = tmp_path_factory.mktemp("routedapp")
-    topo_file = tmp / "topology.yaml"
-    topo_file.write_text(ROUTED)
-    with controlled_lab(topo_file, LIVE_NAME, tmp / "ryu.log", ctl_ip=CTL_IP, ctl_port=CTL_PORT) as (ex, app):
-        yield Live(ex, app, topo_file, tmp)
+    with live_lab(ROUTED, LIVE_NAME, tmp_path_factory.mktemp("routedapp")) as running:
+        yield running
 
 
 def test_the_app_programs_routers_equal_to_the_render(live: Live) -> None:
-    text = live.app.text()
-    for host in live.hosts:
-        for bridge in live.bridges(host):
-            assert re.search(rf"\({host}/{bridge}\) connect: updated, added=[1-9]\d* modified=0 deleted=0 ", text), text
-    assert all(not live.differences(h) for h in live.hosts), [live.differences(h) for h in live.hosts]
+    assert_programmed_like_the_render(live)
     int_flows = live.lab.ovs("hv3").dump_flows("br-int", "table=12")
     assert any("dec_ttl" in f for f in int_flows) and any("nw_ttl=1" in f for f in int_flows), int_flows
     ttls = lab_module().ping_ttls(live.lab, "o1", live.lab.vm("m1")["ip"])  # centralized, routed on hv3

@@ -15,7 +15,7 @@ from ..program import COOKIE_STATIC, HostProgram, PortConfig
 from ..routers import Router
 from .antispoof import AntiSpoofTables
 from .integration import IntTables
-from .pieces import NetworkPiece, PieceMemo, assemble, check, finish, keyed
+from .pieces import NetworkPiece, PieceMemo, assemble, check, finish, keyed, sorted_piece
 from .routing import RoutingTables
 from .tunnel import TunTables
 
@@ -50,8 +50,7 @@ class HostCompiler(TunTables, IntTables, AntiSpoofTables, RoutingTables):
             check(self.tun, tuple(tun[i:i + every]), (group,) if group else ())
             yield
         check(self.int, int_)
-        (tun_sorted, tun_keys), (int_sorted, int_keys) = keyed(tun), keyed(int_)
-        return NetworkPiece(tun_sorted, int_sorted, group, tun_keys, int_keys)
+        return sorted_piece(tun, int_, group)
 
     def piece_steps(self, net: Network, every: int = 1000) -> Generator[None, None, NetworkPiece]:
         """The network's piece from the memo if it has one for `piece_key(net)`, else built (in
@@ -75,8 +74,7 @@ class HostCompiler(TunTables, IntTables, AntiSpoofTables, RoutingTables):
         tun, int_ = self.router_flows(router)
         check(self.tun, tuple(tun))
         check(self.int, tuple(int_))
-        (tun_sorted, tun_keys), (int_sorted, int_keys) = keyed(tun), keyed(int_)
-        piece = NetworkPiece(tun_sorted, int_sorted, None, tun_keys, int_keys)
+        piece = sorted_piece(tun, int_)
         return self.memo.store(self.host.name, key, piece) if self.memo is not None else piece
 
     def pieces(self) -> list[NetworkPiece]:

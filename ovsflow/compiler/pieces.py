@@ -79,6 +79,12 @@ class PieceMemo:
 
 
 
+def sorted_piece(tun: Iterable[Flow], int_: Iterable[Flow], group: F.GroupEntry | None = None) -> NetworkPiece:
+    """A piece from already checked flows: each bridge's flows sorted, with their sort keys."""
+    (tun_sorted, tun_keys), (int_sorted, int_keys) = keyed(tun), keyed(int_)
+    return NetworkPiece(tun_sorted, int_sorted, group, tun_keys, int_keys)
+
+
 def finish(steps: Generator[None, None, NetworkPiece]) -> NetworkPiece:
     """Run a step-wise build (HostCompiler.piece_steps) to its end."""
     while True:
