@@ -38,7 +38,8 @@ def test_routing_benchmark_quick(tmp_path: Path, lab_base: Path) -> None:
         assert run["mbit"] > 0, stream
         # from the datapath cache: upcalls a tiny share of the packets, for the routed stream too
         assert run["dp_packets"]["hv1"] > 1000 and max(run["upcalls"].values()) <= 0.01 * run["dp_packets"]["hv1"], run
-    # distributed routing never touches hv3; the centralized router's host carries every packet
-    assert samples["routed"][0]["megaflows_active"]["hv3"] == 0 and samples["routed"][0]["dp_packets"]["hv3"] < 100
+    # distributed routing never touches hv3 (a stray neighbour refresh flooded there may leave one
+    # megaflow: seen once in 4 CI runs); the centralized router's host carries every packet
+    assert samples["routed"][0]["megaflows_active"]["hv3"] <= 1 and samples["routed"][0]["dp_packets"]["hv3"] < 100
     assert samples["central"][0]["dp_packets"]["hv3"] > 1000
     assert tput["figures"]["routed / switched, ratio of medians (goal >= 0.9)"] > 0
